@@ -1,0 +1,3 @@
+"""flowforge: flow-based generative models."""
+
+__version__ = "0.1.0"
