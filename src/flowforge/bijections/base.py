@@ -1,0 +1,77 @@
+"""The bijection contract: every invertible layer maps data -> latent in `forward` and back in `inverse`.
+
+Both directions return ``(output, logabsdet)`` where ``logabsdet`` has shape ``(batch,)`` and is
+log |det| of the Jacobian of the map just applied (so forward and inverse log-dets of a round
+trip sum to zero). An optional keyword ``context`` carries conditioning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import Tensor, nn
+
+
+class Bijection(nn.Module):
+    """Base class. Subclasses implement `forward` (x -> z) and `inverse` (z -> x)."""
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+
+def zero_logdet(x: Tensor) -> Tensor:
+    """A ``(batch,)`` zero log-det on x's device, in float32 or x's dtype if wider."""
+    dtype = x.dtype if x.dtype == torch.float64 else torch.float32
+    return torch.zeros(x.shape[0], device=x.device, dtype=dtype)
+
+
+def spatial_size(x: Tensor) -> int:
+    """Number of positions a per-channel map acts on: H*W for images, 1 for flat (B, D) data."""
+    return x[0, 0].numel()
+
+
+class Chain(Bijection):
+    """Composition f_n ∘ ... ∘ f_1: forward applies the layers in order and sums their log-dets;
+    inverse applies their inverses in reverse order."""
+
+    def __init__(self, layers: Iterable[Bijection]):
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        total = zero_logdet(x)
+        for layer in self.layers:
+            x, logdet = layer(x, context=context)
+            total = total + logdet
+        return x, total
+
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        total = zero_logdet(z)
+        for layer in reversed(self.layers):
+            z, logdet = layer.inverse(z, context=context)
+            total = total + logdet
+        return z, total
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __getitem__(self, i: int) -> Bijection:
+        return self.layers[i]
+
+
+class Inverse(Bijection):
+    """The inverse of a bijection as a bijection in its own right (forward <-> inverse swapped)."""
+
+    def __init__(self, bijection: Bijection):
+        super().__init__()
+        self.bijection = bijection
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return self.bijection.inverse(x, context=context)
+
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return self.bijection.forward(z, context=context)

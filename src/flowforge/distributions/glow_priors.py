@@ -1,0 +1,69 @@
+"""Learned priors of the multi-scale Glow (Glow section 3 and the public code's `split2d`,
+`prior`): a conditional Gaussian for each factored-out half and a learned (optionally
+class-conditional) Gaussian for the top latent."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from flowforge.distributions.gaussian import diag_gaussian_log_prob, diag_gaussian_sample
+from flowforge.errors import ShapeError
+from flowforge.nets.zero_init import LinearZeros, ZeroConv2d
+
+
+class SplitPrior(nn.Module):
+    """p(z_out | z_kept) = N(mean, exp(logs)^2) with (mean, logs) = interleaved channels of a
+    zero-initialised 3x3 convolution of the kept half (starts as N(0, I))."""
+
+    def __init__(self, kept_channels: int, out_channels: int):
+        super().__init__()
+        self.conv = ZeroConv2d(kept_channels, 2 * out_channels)
+
+    def params(self, z_kept: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.conv(z_kept)
+        return h[:, 0::2], h[:, 1::2]
+
+    def log_prob(self, z_out: Tensor, z_kept: Tensor) -> Tensor:
+        mean, logs = self.params(z_kept)
+        return diag_gaussian_log_prob(z_out, mean, logs)
+
+    def sample(self, z_kept: Tensor, temperature: float = 1.0, generator=None) -> Tensor:
+        mean, logs = self.params(z_kept)
+        return diag_gaussian_sample(mean, logs, temperature, generator)
+
+
+class TopPrior(nn.Module):
+    """N(mean, exp(logs)^2) over the top latent of shape (C, H, W).
+
+    With `learn=True` mean and logs are learned per channel (zero init); with `num_classes > 0`
+    a zero-initialised linear map of the one-hot label is added (Glow's `ycond`).
+    """
+
+    def __init__(self, shape: tuple[int, int, int], learn: bool = True, num_classes: int = 0):
+        super().__init__()
+        self.shape = tuple(shape)
+        self.num_classes = num_classes
+        c = shape[0]
+        self.base = nn.Parameter(torch.zeros(2 * c, 1, 1), requires_grad=learn)
+        self.label_map = LinearZeros(num_classes, 2 * c) if num_classes > 0 else None
+
+    def params(self, batch: int, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        h = self.base.unsqueeze(0).expand(batch, -1, *self.shape[1:])
+        if self.label_map is not None:
+            if context is None:
+                raise ValueError("this model has a class-conditional prior: pass labels as `context`")
+            if context.shape != (batch,):
+                raise ShapeError(f"labels must have shape ({batch},), got {tuple(context.shape)}")
+            onehot = nn.functional.one_hot(context.long(), self.num_classes).to(h.dtype)
+            h = h + self.label_map(onehot)[:, :, None, None]
+        c = self.shape[0]
+        return h[:, :c], h[:, c:]
+
+    def log_prob(self, z: Tensor, context: Tensor | None = None) -> Tensor:
+        mean, logs = self.params(z.shape[0], context)
+        return diag_gaussian_log_prob(z, mean.to(z.dtype), logs.to(z.dtype))
+
+    def sample(self, n: int, temperature: float = 1.0, context: Tensor | None = None, generator=None) -> Tensor:
+        mean, logs = self.params(n, context)
+        return diag_gaussian_sample(mean, logs, temperature, generator)

@@ -1,0 +1,219 @@
+"""Glow (Kingma & Dhariwal 2018): a multi-scale flow of L levels x K steps.
+
+Each level: squeeze -> K x (actnorm -> permutation -> coupling) -> split (all but the last),
+where the factored-out half gets a learned conditional Gaussian prior given the kept half and
+the final latent a learned (optionally class-conditional) top prior (section 3, figure 2).
+Data are n-bit images scaled to [-0.5, 0.5) and dequantised with uniform noise; the loss is
+bits/dim against the discrete data, plus y_weight x the classifier head's bits when the top
+prior is class-conditional (section 5, 'class-conditional').
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from flowforge.bijections import (
+    ActNorm,
+    AdditiveCoupling,
+    AffineCoupling,
+    Chain,
+    InvertibleConv1x1,
+    InvertibleConv1x1LU,
+    ReversePermutation,
+    ShufflePermutation,
+    Squeeze,
+)
+from flowforge.bijections.actnorm import data_dependent_init
+from flowforge.data.quantisation import dequantise, to_model_space
+from flowforge.distributions.glow_priors import SplitPrior, TopPrior
+from flowforge.errors import ShapeError
+from flowforge.models.base import FlowModel
+from flowforge.models.registry import register
+from flowforge.nets.glow_conv import GlowCouplingNet
+from flowforge.nets.zero_init import LinearZeros
+from flowforge.objectives.bits_per_dim import bits_per_dim
+
+PERMUTATIONS = ("conv1x1-lu", "conv1x1", "shuffle", "reverse")
+COUPLINGS = ("affine", "additive")
+
+
+def _permutation(name: str, channels: int, seed: int):
+    if name == "conv1x1-lu":
+        return InvertibleConv1x1LU(channels, seed=seed)
+    if name == "conv1x1":
+        return InvertibleConv1x1(channels, seed=seed)
+    if name == "shuffle":
+        return ShufflePermutation(channels, seed=seed)
+    if name == "reverse":
+        return ReversePermutation(channels)
+    raise ValueError(f"unknown permutation {name!r}; expected one of {PERMUTATIONS}")
+
+
+def flow_step(channels: int, hidden: int, coupling: str, scale: str, permutation: str, seed: int) -> Chain:
+    """One Glow step: actnorm -> permutation -> coupling."""
+    net = partial(GlowCouplingNet, hidden=hidden)
+    if coupling == "affine":
+        coupler = AffineCoupling(channels, net, scale=scale)
+    elif coupling == "additive":
+        coupler = AdditiveCoupling(channels, net)
+    else:
+        raise ValueError(f"unknown coupling {coupling!r}; expected one of {COUPLINGS}")
+    return Chain([ActNorm(channels), _permutation(permutation, channels, seed), coupler])
+
+
+@register("glow")
+class Glow(FlowModel):
+    """Multi-scale Glow over images of shape `image_shape` = (C, H, W)."""
+
+    def __init__(
+        self,
+        image_shape: Sequence[int] = (1, 28, 28),
+        levels: int = 2,
+        depth: int = 16,
+        hidden: int = 256,
+        coupling: str = "affine",
+        scale: str = "sigmoid",
+        permutation: str = "conv1x1-lu",
+        n_bits: int = 8,
+        num_classes: int = 0,
+        y_weight: float = 0.01,
+        learn_top: bool = True,
+        seed: int = 0,
+    ):
+        super().__init__()
+        c, h, w = (int(s) for s in image_shape)
+        if h % 2**levels or w % 2**levels:
+            raise ValueError(
+                f"image size {h}x{w} cannot be squeezed {levels} times (needs H and W divisible by {2**levels})"
+            )
+        self.image_shape = (c, h, w)
+        self.levels, self.n_bits, self.num_classes, self.y_weight = levels, n_bits, num_classes, y_weight
+        self.squeeze = Squeeze()
+        self.steps = nn.ModuleList()
+        self.split_priors = nn.ModuleList()
+        for level in range(levels):
+            c, h, w = c * 4, h // 2, w // 2
+            self.steps.append(
+                Chain(flow_step(c, hidden, coupling, scale, permutation, seed + 1000 * level + k) for k in range(depth))
+            )
+            if level < levels - 1:
+                self.split_priors.append(SplitPrior(c // 2, c // 2))
+                c = c // 2
+        self.top_shape = (c, h, w)
+        self.top_prior = TopPrior(self.top_shape, learn=learn_top, num_classes=num_classes)
+        self.classifier = LinearZeros(c, num_classes) if num_classes > 0 else None
+
+    @property
+    def num_dims(self) -> int:
+        c, h, w = self.image_shape
+        return c * h * w
+
+    def _check_input(self, x: Tensor) -> None:
+        if x.dim() != 4 or tuple(x.shape[1:]) != self.image_shape:
+            raise ShapeError(f"Glow expects images (B, {', '.join(map(str, self.image_shape))}), got {tuple(x.shape)}")
+
+    # data -> latent ---------------------------------------------------------------------------
+    def _forward(self, x: Tensor, context: Tensor | None) -> tuple[list[Tensor], Tensor, Tensor]:
+        """All latents, the summed log|det| and the summed prior log-density (nats, (B,))."""
+        self._check_input(x)
+        latents, logdet, log_prior = [], 0.0, 0.0
+        z = x
+        for level, steps in enumerate(self.steps):
+            z, _ = self.squeeze(z)
+            z, ld = steps(z)
+            logdet = logdet + ld
+            if level < self.levels - 1:
+                kept, out = z.chunk(2, dim=1)
+                log_prior = log_prior + self.split_priors[level].log_prob(out, kept)
+                latents.append(out)
+                z = kept
+        latents.append(z)
+        log_prior = log_prior + self.top_prior.log_prob(z, context)
+        return latents, logdet, log_prior
+
+    def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """Continuous log-density (nats) of x in model space [-0.5, 0.5)^D (dequantised data)."""
+        _, logdet, log_prior = self._forward(x, context)
+        return logdet + log_prior
+
+    def encode(self, x: Tensor, context: Tensor | None = None) -> list[Tensor]:
+        """Every factored-out latent, from the first split to the top latent."""
+        return self._forward(x, context)[0]
+
+    # latent -> data ---------------------------------------------------------------------------
+    def _temperatures(self, temperature) -> list[float]:
+        if isinstance(temperature, (int, float)):
+            return [float(temperature)] * self.levels
+        temps = [float(t) for t in temperature]
+        if len(temps) != self.levels:
+            raise ValueError(f"need one temperature or {self.levels} (one per level), got {len(temps)}")
+        return temps
+
+    def _decode(self, top: Tensor, splits, context) -> Tensor:
+        z = top
+        for level in reversed(range(self.levels)):
+            if level < self.levels - 1:
+                z = torch.cat([z, splits(level, z)], dim=1)
+            z, _ = self.steps[level].inverse(z)
+            z, _ = self.squeeze.inverse(z)
+        return z
+
+    def decode(self, latents: list[Tensor], context: Tensor | None = None) -> Tensor:
+        if len(latents) != self.levels:
+            raise ValueError(f"decode needs {self.levels} latents (one per level), got {len(latents)}")
+        return self._decode(latents[-1], lambda level, _: latents[level], context)
+
+    def sample(self, n: int, temperature=1.0, context: Tensor | None = None, generator=None) -> Tensor:
+        """Samples in model space; `temperature` is one value or one per level (index 0 = first
+        split, last = top prior); T = 0 gives the prior means all the way down."""
+        temps = self._temperatures(temperature)
+        top = self.top_prior.sample(n, temps[-1], context, generator)
+
+        def draw(level: int, kept: Tensor) -> Tensor:
+            return self.split_priors[level].sample(kept, temps[level], generator)
+
+        return self._decode(top, draw, context)
+
+    # training ---------------------------------------------------------------------------------
+    def prepare(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """uint8 images -> dequantised model-space floats."""
+        x = to_model_space(images, self.n_bits)
+        return dequantise(x, self.n_bits, generator)
+
+    def bits_per_dim(self, images: Tensor, context: Tensor | None = None, generator=None) -> Tensor:
+        """Per-example bits/dim of uint8 images (one dequantisation draw)."""
+        lp = self.log_prob(self.prepare(images, generator), context)
+        return bits_per_dim(lp, self.num_dims, self.n_bits)
+
+    def _split_batch(self, batch) -> tuple[Tensor, Tensor | None]:
+        if isinstance(batch, (tuple, list)):
+            images, labels = batch[0], batch[1] if len(batch) > 1 else None
+        else:
+            images, labels = batch, None
+        return images, (labels if self.num_classes > 0 else None)
+
+    def loss(self, batch, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        images, labels = self._split_batch(batch)
+        x = self.prepare(images, generator)
+        latents, logdet, log_prior = self._forward(x, labels)
+        bpd = bits_per_dim(logdet + log_prior, self.num_dims, self.n_bits).mean()
+        out = {"bpd": bpd.detach()}
+        loss = bpd
+        if self.classifier is not None:
+            logits = self.classifier(latents[-1].mean(dim=(2, 3)))
+            bits_y = F.cross_entropy(logits, labels) / torch.log(torch.tensor(2.0))
+            loss = loss + self.y_weight * bits_y
+            out["bits_y"] = bits_y.detach()
+            out["accuracy"] = (logits.argmax(1) == labels).float().mean()
+        out["loss"] = loss
+        return out
+
+    def initialize(self, images: Tensor, labels: Tensor | None = None, generator=None) -> int:
+        """Data-dependent actnorm initialisation on one batch (Glow uses 256 images)."""
+        ctx = labels if self.num_classes > 0 else None
+        return data_dependent_init(self, lambda b: self._forward(self.prepare(b, generator), ctx), images)

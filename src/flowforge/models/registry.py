@@ -1,0 +1,32 @@
+"""Registry of model constructors: `create("glow", **kwargs)`; duplicate names raise."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flowforge.models.base import FlowModel
+
+_REGISTRY: dict[str, Callable[..., FlowModel]] = {}
+
+
+def register(name: str):
+    """Class decorator adding a model under `name`."""
+
+    def add(cls):
+        if name in _REGISTRY:
+            raise ValueError(f"model name {name!r} is already registered (by {_REGISTRY[name].__name__})")
+        _REGISTRY[name] = cls
+        return cls
+
+    return add
+
+
+def create(name: str, **kwargs) -> FlowModel:
+    """Build the registered model `name` with keyword arguments."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; registered: {sorted(_REGISTRY)}")
+    return _REGISTRY[name](**kwargs)
+
+
+def available() -> list[str]:
+    return sorted(_REGISTRY)

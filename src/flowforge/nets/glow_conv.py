@@ -1,0 +1,40 @@
+"""The coupling network of Glow (section 3.3 and the public code's `f`):
+
+    conv3x3 (no bias) -> ActNorm -> ReLU -> conv1x1 (no bias) -> ActNorm -> ReLU -> ZeroConv3x3
+
+The last convolution starts at zero, so every coupling starts as the identity (additive) or as a
+constant scale (affine); its output is multiplied by a learned per-channel gain exp(3 * logs).
+The public code also appends a border-indicator channel before each padded convolution
+("edge bias"); this implementation uses plain zero padding.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from flowforge.bijections.actnorm import ActNorm
+from flowforge.nets.zero_init import ZeroConv2d
+
+class _ActNormNoLogdet(ActNorm):
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:  # type: ignore[override]
+        return super().forward(x)[0]
+
+
+class GlowCouplingNet(nn.Module):
+    """Glow's coupling network from `in_channels` to `out_channels` with `hidden` channels."""
+
+    def __init__(self, in_channels: int, out_channels: int, hidden: int = 512):
+        super().__init__()
+        self.conv_in = nn.Conv2d(in_channels, hidden, 3, padding=1, bias=False)
+        self.norm_in = _ActNormNoLogdet(hidden)
+        self.conv_mid = nn.Conv2d(hidden, hidden, 1, bias=False)
+        self.norm_mid = _ActNormNoLogdet(hidden)
+        self.conv_out = ZeroConv2d(hidden, out_channels)
+        for conv in (self.conv_in, self.conv_mid):
+            nn.init.normal_(conv.weight, std=0.05)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = F.relu(self.norm_in(self.conv_in(x)))
+        h = F.relu(self.norm_mid(self.conv_mid(h)))
+        return self.conv_out(h)
