@@ -1,0 +1,145 @@
+"""MNIST and Fashion-MNIST as uint8 image tensors with train / valid / test splits.
+
+"test" is the official t10k set; "valid" is ``n_valid`` examples held out of the official
+training set by a seeded random permutation, and "train" is the rest of it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from flowforge.data.idx import read_idx
+from flowforge.data.locate import find_dataset_dir
+from flowforge.errors import DataError, ShapeError
+
+__all__ = ["CLASS_NAMES", "DATASETS", "SPLITS", "ImageSplit", "load_image_split"]
+
+DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist")
+SPLITS: tuple[str, ...] = ("train", "valid", "test")
+CLASS_NAMES: dict[str, tuple[str, ...]] = {
+    "mnist": tuple(str(i) for i in range(10)),
+    "fashion-mnist": (
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ),
+}
+
+_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+
+
+@dataclass(frozen=True)
+class ImageSplit:
+    """One split of an image set: ``images`` uint8 (N, 1, H, W), ``labels`` int64 (N,)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.images.dim() != 4 or self.labels.dim() != 1 or self.images.shape[0] != self.labels.shape[0]:
+            raise ShapeError(
+                f"ImageSplit: expected images (N, C, H, W) and labels (N,), got "
+                f"{tuple(self.images.shape)} and {tuple(self.labels.shape)}"
+            )
+        if self.images.dtype != torch.uint8 or self.labels.dtype != torch.int64:
+            raise ValueError(
+                f"ImageSplit: expected uint8 images and int64 labels, got {self.images.dtype} and {self.labels.dtype}"
+            )
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+@functools.lru_cache(maxsize=8)
+def _read_cached(path: str, mtime_ns: int, size: int) -> torch.Tensor:
+    """Decoded idx file; keyed on mtime and size so a replaced file is read again."""
+    del mtime_ns, size  # only part of the cache key
+    return torch.from_numpy(read_idx(path))
+
+
+def _read(path: Path) -> torch.Tensor:
+    """The decoded idx file at ``path``, cached. Never hand the result out unchanged: it is shared."""
+    resolved = path.resolve()
+    try:
+        st = os.stat(resolved)
+    except OSError:
+        return torch.from_numpy(read_idx(resolved))  # raises the DataError naming the file
+    return _read_cached(str(resolved), st.st_mtime_ns, st.st_size)
+
+
+def _load_files(folder: Path, name: str, which: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images (N, 1, H, W) and labels (N,) of the official "train" or "test" files (shared tensors)."""
+    images_path, labels_path = (folder / f for f in _FILES[which])
+    images = _read(images_path)
+    labels = _read(labels_path)
+    if images.dim() != 3:
+        raise DataError(
+            f"{images_path}: expected a 3-D idx file (N, H, W) of images, got {images.dim()}-D {tuple(images.shape)}"
+        )
+    if labels.dim() != 1:
+        raise DataError(
+            f"{labels_path}: expected a 1-D idx file (N,) of labels, got {labels.dim()}-D {tuple(labels.shape)}"
+        )
+    if images.shape[0] != labels.shape[0]:
+        raise DataError(
+            f"{images_path} holds {images.shape[0]} images but {labels_path} holds {labels.shape[0]} labels"
+        )
+    n_classes = len(CLASS_NAMES[name])
+    if labels.numel() and int(labels.max()) >= n_classes:
+        raise DataError(
+            f"{labels_path}: label {int(labels.max())} out of range; {name} has {n_classes} classes (0..{n_classes - 1})"
+        )
+    return images.unsqueeze(1), labels
+
+
+def load_image_split(
+    name: str,
+    split: str,
+    data_dir: str | os.PathLike[str] | None = None,
+    n_valid: int = 5000,
+    seed: int = 0,
+    download: bool = True,
+) -> ImageSplit:
+    """Load one split of MNIST or Fashion-MNIST as uint8 images (N, 1, 28, 28) and int64 labels.
+
+    "test" is the official t10k set. "valid" holds ``n_valid`` examples of the official
+    training set picked by ``torch.randperm`` under a generator seeded with ``seed``; "train"
+    is the rest (disjoint from "valid", together all of it). Both keep file order.
+    The data folder is found by ``find_dataset_dir(name, data_dir, download)``.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    if isinstance(n_valid, bool) or not isinstance(n_valid, int) or n_valid < 0:
+        raise ValueError(f"n_valid must be an int >= 0, got {n_valid!r}")
+
+    folder = find_dataset_dir(name, data_dir=data_dir, download=download)
+    if split == "test":
+        images, labels = _load_files(folder, name, "test")
+        return ImageSplit(images=images.clone(), labels=labels.long())
+
+    images, labels = _load_files(folder, name, "train")
+    n_train = labels.shape[0]
+    if n_valid >= n_train:
+        raise ValueError(f"n_valid must be < the {n_train} training examples of {name}, got {n_valid}")
+    generator = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(n_train, generator=generator)
+    index = perm[:n_valid] if split == "valid" else perm[n_valid:]
+    index, _ = torch.sort(index)
+    return ImageSplit(images=images[index], labels=labels[index].long())

@@ -1,0 +1,209 @@
+"""Run configuration: typed sections read from TOML, overridden by `--set section.field=value`,
+validated at the boundary (errors name the file, the field and what was expected) and saved
+resolved in the run directory and inside every checkpoint."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from flowforge.errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "fashion-mnist"
+    n_bits: int = 8
+    n_valid: int = 5000
+    data_dir: str = ""
+
+    CHOICES = {"dataset": ("mnist", "fashion-mnist")}
+    RANGES = {"n_bits": (1, 8), "n_valid": (1, 59999)}
+
+
+@dataclass
+class ModelConfig:
+    name: str = "glow"
+    levels: int = 2
+    depth: int = 16
+    hidden: int = 256
+    coupling: str = "affine"
+    scale: str = "sigmoid"
+    permutation: str = "conv1x1-lu"
+    conditional: bool = False
+    y_weight: float = 0.01
+    learn_top: bool = True
+
+    CHOICES = {
+        "name": ("glow",),
+        "coupling": ("affine", "additive"),
+        "scale": ("sigmoid", "exp", "tanh-exp", "squashed-sigmoid"),
+        "permutation": ("conv1x1-lu", "conv1x1", "shuffle", "reverse"),
+    }
+    RANGES = {"levels": (1, 8), "depth": (1, 1024), "hidden": (1, 8192), "y_weight": (0.0, 1e6)}
+
+
+@dataclass
+class TrainConfig:
+    optimizer: str = "adamax"
+    lr: float = 1e-3
+    warmup_steps: int = 500
+    batch_size: int = 64
+    max_steps: int = 10000
+    max_minutes: float = 0.0
+    grad_clip: float = 50.0
+    ema_decay: float = 0.999
+    init_batch: int = 256
+    seed: int = 0
+    device: str = "auto"
+    log_every: int = 50
+    eval_every: int = 1000
+    valid_examples: int = 0
+    checkpoint_every: int = 1000
+    sample_every: int = 1000
+    sample_temperature: float = 0.7
+    nonfinite_patience: int = 5
+    lr_backoff: float = 0.5
+
+    CHOICES = {"optimizer": ("adamax", "adam"), "device": ("auto", "cpu", "cuda")}
+    RANGES = {
+        "lr": (0.0, 10.0), "warmup_steps": (0, 10**9), "batch_size": (1, 10**6), "max_steps": (1, 10**9),
+        "max_minutes": (0.0, 10**6), "grad_clip": (0.0, 1e12), "ema_decay": (0.0, 0.999999),
+        "init_batch": (1, 10**6), "log_every": (1, 10**9), "eval_every": (1, 10**9),
+        "valid_examples": (0, 10**9), "checkpoint_every": (1, 10**9), "sample_every": (1, 10**9),
+        "sample_temperature": (0.0, 10.0), "nonfinite_patience": (1, 10**6), "lr_backoff": (0.0, 1.0),
+    }
+
+
+@dataclass
+class EvalConfig:
+    batch_size: int = 500
+    samples: int = 1
+
+    CHOICES = {}
+    RANGES = {"batch_size": (1, 10**6), "samples": (1, 10**6)}
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        out = {}
+        for section in fields(self):
+            sub = getattr(self, section.name)
+            out[section.name] = {f.name: getattr(sub, f.name) for f in fields(type(sub))}
+        return out
+
+
+_SECTION_CLASSES = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "eval": EvalConfig}
+
+
+def _coerce(value: Any, default: Any, where: str) -> Any:
+    kind = type(default)
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif kind is str:
+        if isinstance(value, str):
+            return value
+    raise ConfigError(f"{where}: expected {kind.__name__}, got {type(value).__name__} {value!r}")
+
+
+def _build_section(cls, values: dict, source: str, section: str):
+    if not isinstance(values, dict):
+        raise ConfigError(f"{source}: [{section}] must be a table, got {type(values).__name__}")
+    obj = cls()
+    known = {f.name: f for f in fields(cls)}
+    for key, value in values.items():
+        where = f"{source}: {section}.{key}"
+        if key not in known:
+            raise ConfigError(f"{where}: unknown field; expected one of {sorted(known)}")
+        value = _coerce(value, getattr(obj, key), where)
+        choices = cls.CHOICES.get(key)
+        if choices and value not in choices:
+            raise ConfigError(f"{where}: expected one of {list(choices)}, got {value!r}")
+        lo_hi = cls.RANGES.get(key)
+        if lo_hi and not lo_hi[0] <= value <= lo_hi[1]:
+            raise ConfigError(f"{where}: expected a value in [{lo_hi[0]}, {lo_hi[1]}], got {value!r}")
+        setattr(obj, key, value)
+    return obj
+
+
+def config_from_dict(raw: dict, source: str = "<config>") -> RunConfig:
+    """Validate a nested dict (as read from TOML) into a RunConfig."""
+    for section in raw:
+        if section not in _SECTION_CLASSES:
+            raise ConfigError(f"{source}: unknown section [{section}]; expected one of {sorted(_SECTION_CLASSES)}")
+    cfg = RunConfig(**{name: _build_section(cls, raw.get(name, {}), source, name) for name, cls in _SECTION_CLASSES.items()})
+    return cfg
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """'section.field=value' -> (section, field, value); the value is read as TOML, else a string."""
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise ConfigError(f"--set {text!r}: expected section.field=value, e.g. train.lr=5e-4")
+    key, raw_value = text.split("=", 1)
+    section, name = key.strip().split(".", 1)
+    try:
+        value = tomllib.loads(f"v = {raw_value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw_value.strip()
+    return section, name, value
+
+
+def load_config(path: str | Path | None, overrides: list[str] = (), base: dict | None = None) -> RunConfig:
+    """Read a TOML file (or start from `base`, a resolved config dict) and apply overrides."""
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise ConfigError(f"{source}: no such config file")
+        try:
+            raw = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{source}: invalid TOML: {err}") from None
+    else:
+        source = "<resolved config>"
+        raw = {k: dict(v) for k, v in (base or {}).items()}
+    for text in overrides:
+        section, name, value = parse_override(text)
+        raw.setdefault(section, {})[name] = value
+    return config_from_dict(raw, source if not overrides else f"{source} with overrides {list(overrides)}")
+
+
+def dump_toml(cfg: RunConfig) -> str:
+    """The resolved config as TOML text (every field, defaults included)."""
+    lines = []
+    for section, values in cfg.to_dict().items():
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            if isinstance(value, bool):
+                text = "true" if value else "false"
+            elif isinstance(value, str):
+                text = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            else:
+                text = repr(value)
+            lines.append(f"{key} = {text}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+__all__ = ["RunConfig", "DataConfig", "ModelConfig", "TrainConfig", "EvalConfig", "load_config",
+           "config_from_dict", "dump_toml", "parse_override"]
