@@ -1,0 +1,166 @@
+"""The `flowforge` command: train, eval and sample (see README for each)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from flowforge.errors import FlowforgeError
+
+
+def _train(args) -> int:
+    from flowforge.training.config import load_config
+    from flowforge.training.runs import read_run_config
+    from flowforge.training.trainer import Trainer
+
+    if args.resume:
+        if args.run_dir is None:
+            raise FlowforgeError("--resume needs --run-dir RUN_DIR (the run to continue)")
+        cfg = load_config(None, args.set, base=read_run_config(args.run_dir).to_dict())
+        run_dir = Path(args.run_dir)
+    else:
+        if args.config is None:
+            raise FlowforgeError("train needs a CONFIG.toml (or --resume --run-dir RUN_DIR)")
+        cfg = load_config(args.config, args.set)
+        run_dir = Path(args.run_dir or Path("runs") / f"{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if args.device:
+        cfg.train.device = args.device
+    trainer = Trainer(cfg, run_dir, data_dir=args.data_dir, progress=not args.no_progress)
+    state = trainer.fit(resume=args.resume)
+    print(f"run directory: {run_dir}")
+    print(f"steps: {state.step}; best validation bits/dim {state.best_valid_bpd:.4f} at step {state.best_step}; "
+          f"training time {state.elapsed_seconds:.1f} s")
+    return 0
+
+
+def _eval(args) -> int:
+    from flowforge.evaluation.bits_per_dim import evaluate_bpd
+    from flowforge.training.report import write_report
+    from flowforge.training.runs import RunPaths, load_split, load_trained, select_device
+
+    device = select_device(args.device or "auto")
+    cfg, model, state = load_trained(args.run_dir, which=args.checkpoint, device=device)
+    split = load_split(cfg, args.split, args.data_dir)
+    result = evaluate_bpd(model, split, what=f"{args.split} split", batch_size=args.batch_size or cfg.eval.batch_size,
+                          samples=args.samples or cfg.eval.samples, device=device, progress=not args.no_progress)
+    result.update(split=args.split, samples=args.samples or cfg.eval.samples, checkpoint=state["checkpoint"],
+                  step=state["step"], command="flowforge " + shlex.join(sys.argv[1:]))
+    RunPaths(Path(args.run_dir)).eval_result(args.split).write_text(json.dumps(result, indent=2))
+    write_report(args.run_dir)
+    print(f"{args.split} bits/dim: {result['bpd']:.4f} ± {result['bpd_std_err']:.4f} over {result['examples']} examples "
+          f"(checkpoint {state['checkpoint']}, step {state['step']})")
+    return 0
+
+
+def _sample(args) -> int:
+    from flowforge.data.quantisation import to_model_space, to_uint8
+    from flowforge.models.latent_ops import attribute_direction, interpolate, manipulate
+    from flowforge.training.report import write_report
+    from flowforge.training.runs import RunPaths, load_split, load_trained, select_device
+    from flowforge.viz import save_image, save_rows
+
+    device = select_device(args.device or "auto")
+    cfg, model, _ = load_trained(args.run_dir, which=args.checkpoint, device=device)
+    paths = RunPaths(Path(args.run_dir))
+    gen = torch.Generator(device=device).manual_seed(args.seed)
+    bits = model.n_bits
+    num_classes = model.num_classes
+
+    def ctx(n: int):
+        return torch.arange(n, device=device) % num_classes if num_classes else None
+
+    def show(x: torch.Tensor) -> torch.Tensor:
+        return to_uint8(x, bits).cpu()
+
+    written = []
+    with torch.no_grad():
+        out = Path(args.out) if args.out else paths.samples / f"samples-T{args.temperature:g}.png"
+        written.append(save_image(show(model.sample(args.n, args.temperature, ctx(args.n), gen)), out))
+        if args.sweep:
+            temps = [0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+            rows = [show(model.sample(10, t, ctx(10), torch.Generator(device=device).manual_seed(args.seed)))
+                    for t in temps]
+            written.append(save_rows(rows, paths.samples / "temperature-sweep.png", [f"T={t:g}" for t in temps]))
+        if args.interpolate or args.class_edit:
+            test = load_split(cfg, "test", args.data_dir)
+            images = test.images.to(device)
+            x = to_model_space(images, bits) + 0.5 / 2**bits  # cell centres: deterministic
+        if args.interpolate:
+            pick = torch.randperm(len(test), generator=torch.Generator().manual_seed(args.seed))[:2 * args.pairs]
+            a, b = x[pick[: args.pairs]], x[pick[args.pairs :]]
+            frames = interpolate(model, a, b, steps=10)
+            written.append(save_rows([show(f) for f in frames], paths.samples / "interpolation.png"))
+        if args.class_edit:
+            source, target = (int(v) for v in args.class_edit.split(":"))
+            n_ref = min(len(test), 2000)
+            direction = attribute_direction(model, x[:n_ref], test.labels[:n_ref].to(device), source, target)
+            chosen = x[test.labels.to(device) == source][: args.pairs]
+            alphas = [-1.0, -0.5, 0.0, 0.5, 1.0, 1.5]
+            frames = manipulate(model, chosen, direction, alphas)
+            written.append(save_rows([show(f) for f in frames], paths.samples / f"class-edit-{source}-to-{target}.png",
+                                     [f"#{i}" for i in range(len(frames))]))
+    write_report(args.run_dir)
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flowforge", description="Flow-based generative models: train, eval, sample.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", help="data root (beats FLOWFORGE_DATA and the config's data.data_dir)")
+    common.add_argument("--device", choices=["auto", "cpu", "cuda"], help="overrides train.device")
+    common.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("train", parents=[common], help="train a model from a TOML config")
+    p.add_argument("config", nargs="?", help="CONFIG.toml (omit with --resume)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="override a config field")
+    p.add_argument("--run-dir", help="run directory (default runs/CONFIG-TIMESTAMP)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("eval", parents=[common], help="bits/dim of a trained run over a whole split")
+    p.add_argument("run_dir")
+    p.add_argument("--split", choices=["test", "valid", "train"], default="test")
+    p.add_argument("--samples", type=int, help="dequantisation draws per example (default eval.samples)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    p.set_defaults(func=_eval)
+
+    p = sub.add_parser("sample", parents=[common], help="sample grids, temperature sweep, interpolation, class edit")
+    p.add_argument("run_dir")
+    p.add_argument("--n", type=int, default=64)
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="PNG path for the grid (default RUN_DIR/samples/samples-T<temperature>.png)")
+    p.add_argument("--sweep", action="store_true", help="also a temperature sweep (rows T = 0 ... 1)")
+    p.add_argument("--interpolate", action="store_true", help="also interpolations between test images")
+    p.add_argument("--pairs", type=int, default=4, help="pairs for --interpolate / images for --class-edit")
+    p.add_argument("--class-edit", metavar="FROM:TO", help="also move images of class FROM along mean(TO) - mean(FROM)")
+    p.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    p.set_defaults(func=_sample)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except FlowforgeError as err:
+        print(f"flowforge {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; the last checkpoint is kept (continue with --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

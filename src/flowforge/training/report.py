@@ -1,0 +1,58 @@
+"""report.md: a short summary of a run, rebuilt from the files in its directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from flowforge.training.checkpoint import checkpoint_exists, load_checkpoint
+from flowforge.training.metrics import read_metrics
+
+
+def _fmt(value, digits: int = 4) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Write RUN_DIR/report.md from config.toml, the checkpoints, metrics.csv and eval-*.json."""
+    root = Path(run_dir)
+    lines = [f"# Run report: `{root.name}`", ""]
+    last = root / "checkpoints" / "last"
+    if checkpoint_exists(last):
+        state = load_checkpoint(last)
+        model = state["config"]["model"]
+        data = state["config"]["data"]
+        lines += [
+            "## Training",
+            "",
+            f"- data: {data['dataset']}, {data['n_bits']}-bit, validation split of {data['n_valid']} carved from train",
+            f"- model: {model['name']} ({', '.join(f'{k}={v}' for k, v in model.items() if k != 'name')})",
+            f"- steps: {state['step']} (skipped non-finite: {state['skipped_steps']}, rollbacks: {state['rollbacks']})",
+            f"- training time: {state['elapsed_seconds']:.1f} s; wall-clock including validation and saving: "
+            f"{state['wall_seconds']:.1f} s (summed over resumed jobs)",
+            f"- best validation bits/dim: {_fmt(state['best_valid_bpd'])} at step {state['best_step']} "
+            "(EMA weights; this checkpoint is the one evaluated)",
+            "",
+        ]
+    for result in sorted(root.glob("eval-*.json")):
+        r = json.loads(result.read_text())
+        lines += [
+            f"## Evaluation on the {r['split']} split",
+            "",
+            f"- bits/dim: **{_fmt(r['bpd'])}** ± {_fmt(r['bpd_std_err'])} (std. error) over {r['examples']} examples, "
+            f"{r['samples']} dequantisation draw(s), checkpoint `{r['checkpoint']}`",
+            f"- command: `{r['command']}`",
+            "",
+        ]
+    rows = [r for r in read_metrics(root / "metrics.csv") if r["event"] == "train"]
+    if rows:
+        last_row = rows[-1]
+        lines += ["## Last logged training window", "",
+                  f"- step {last_row['step']}: train bits/dim {last_row['train_bpd']}, "
+                  f"{float(last_row['images_per_s']):.0f} images/s", ""]
+    images = sorted(p.relative_to(root) for p in root.rglob("*.png"))
+    if images:
+        lines += ["## Images", ""] + [f"- [{p}]({p})" for p in images[-12:]] + [""]
+    path = root / "report.md"
+    path.write_text("\n".join(lines))
+    return path

@@ -1,0 +1,120 @@
+"""A run directory: where each file lives, and how to rebuild a model from one.
+
+    RUN_DIR/config.toml            the resolved config (every field)
+    RUN_DIR/checkpoints/last/      the latest checkpoint (resume from here)
+    RUN_DIR/checkpoints/best/      the checkpoint with the best validation bits/dim
+    RUN_DIR/metrics.csv            one row per log / validation event
+    RUN_DIR/samples/               sample grids written during training and by `flowforge sample`
+    RUN_DIR/eval-SPLIT.json        results of `flowforge eval`
+    RUN_DIR/report.md              a short human-readable summary
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from flowforge.data import CLASS_NAMES, load_image_split
+from flowforge.data.images import ImageSplit
+from flowforge.errors import CheckpointError
+from flowforge.models import FlowModel, create
+from flowforge.training.checkpoint import checkpoint_exists, load_checkpoint
+from flowforge.training.config import RunConfig, config_from_dict, load_config
+
+IMAGE_SHAPES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28)}
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.toml"
+
+    @property
+    def last(self) -> Path:
+        return self.root / "checkpoints" / "last"
+
+    @property
+    def best(self) -> Path:
+        return self.root / "checkpoints" / "best"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.csv"
+
+    @property
+    def samples(self) -> Path:
+        return self.root / "samples"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.md"
+
+    def eval_result(self, split: str) -> Path:
+        return self.root / f"eval-{split}.json"
+
+
+def select_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device = 'cuda' but no CUDA device is available")
+    return torch.device(name)
+
+
+def build_model(cfg: RunConfig) -> FlowModel:
+    """The model a config describes (image shape from the data set, bits from data.n_bits)."""
+    m = cfg.model
+    return create(
+        m.name,
+        image_shape=IMAGE_SHAPES[cfg.data.dataset],
+        levels=m.levels,
+        depth=m.depth,
+        hidden=m.hidden,
+        coupling=m.coupling,
+        scale=m.scale,
+        permutation=m.permutation,
+        n_bits=cfg.data.n_bits,
+        num_classes=len(CLASS_NAMES[cfg.data.dataset]) if m.conditional else 0,
+        y_weight=m.y_weight,
+        learn_top=m.learn_top,
+        seed=cfg.train.seed,
+    )
+
+
+def load_split(cfg: RunConfig, split: str, data_dir: str | None = None) -> ImageSplit:
+    """The data split a config names; `data_dir` (e.g. --data-dir) beats the config's."""
+    return load_image_split(
+        cfg.data.dataset, split, data_dir=data_dir or cfg.data.data_dir or None,
+        n_valid=cfg.data.n_valid, seed=cfg.train.seed,
+    )
+
+
+def read_run_config(run_dir: str | Path) -> RunConfig:
+    paths = RunPaths(Path(run_dir))
+    if not paths.root.is_dir():
+        raise CheckpointError(f"{paths.root}: no such run directory")
+    return load_config(paths.config)
+
+
+def load_trained(run_dir: str | Path, which: str = "best", device: str | torch.device = "cpu"):
+    """(config, model with EMA weights in eval mode, checkpoint state) from a run directory.
+
+    `which` = "best" (selected on validation; falls back to "last" when no validation ran) or "last".
+    """
+    paths = RunPaths(Path(run_dir))
+    cfg = read_run_config(run_dir)
+    ckpt = paths.best if which == "best" and checkpoint_exists(paths.best) else paths.last
+    if not checkpoint_exists(ckpt):
+        raise CheckpointError(f"{ckpt}: no checkpoint in run directory {paths.root}")
+    state = load_checkpoint(ckpt, map_location="cpu")
+    stored = config_from_dict(state["config"], source=f"{ckpt}/state.json")
+    model = build_model(stored)
+    weights = ckpt / "ema.safetensors"
+    load_checkpoint(ckpt, ema=model) if weights.is_file() else load_checkpoint(ckpt, model=model)
+    state["checkpoint"] = str(ckpt)
+    return cfg, model.to(device).eval(), state

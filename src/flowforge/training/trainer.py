@@ -1,0 +1,256 @@
+"""The training loop: warm-up, clipping, EMA, validation-based selection, checkpoints, resume.
+
+Determinism: the batch order of epoch e is a permutation drawn from (seed, e) and the
+dequantisation noise of step s from (seed, s), so a run resumed from its checkpoint at step s
+continues exactly as the uninterrupted run would have (same weights, same metrics).
+
+Non-finite handling: a step whose loss or gradient norm is not finite is skipped; after
+`nonfinite_patience` consecutive skipped steps the run rolls back to its last checkpoint and
+multiplies the learning rate by `lr_backoff`. A non-finite weight is never saved.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from flowforge.bijections.actnorm import is_initialized
+from flowforge.data.images import ImageSplit
+from flowforge.data.quantisation import to_uint8
+from flowforge.errors import CheckpointError, ConfigError, NonFiniteError
+from flowforge.evaluation.bits_per_dim import evaluate_bpd
+from flowforge.training.checkpoint import checkpoint_exists, load_checkpoint, save_checkpoint
+from flowforge.training.config import RunConfig, dump_toml
+from flowforge.training.ema import EMA
+from flowforge.training.metrics import MetricsLog
+from flowforge.training.report import write_report
+from flowforge.training.runs import RunPaths, build_model, load_split, select_device
+from flowforge.viz import save_image
+
+VALIDATION_SEED = 1234
+SAMPLE_SEED = 4321
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    elapsed_seconds: float = 0.0
+    lr_scale: float = 1.0
+    best_valid_bpd: float = math.inf
+    best_step: int = -1
+    last_valid_bpd: float = math.nan
+    last_valid_step: int = -1
+    wall_seconds: float = 0.0
+    rollbacks: int = 0
+    skipped_steps: int = 0
+
+
+def _seeded(seed: int, *parts: int, device: torch.device) -> torch.Generator:
+    value = seed
+    for p in parts:
+        value = (value * 1_000_003 + p) % (2**63 - 1)
+    return torch.Generator(device=device).manual_seed(value)
+
+
+def _optimizer(cfg: RunConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    cls = {"adamax": torch.optim.Adamax, "adam": torch.optim.Adam}[cfg.train.optimizer]
+    return cls(model.parameters(), lr=cfg.train.lr)
+
+
+class Trainer:
+    """Trains the model a RunConfig describes, writing everything into `run_dir`."""
+
+    def __init__(self, cfg: RunConfig, run_dir: str | Path, data_dir: str | None = None, progress: bool = True):
+        self.cfg, self.paths, self.progress = cfg, RunPaths(Path(run_dir)), progress
+        self.device = select_device(cfg.train.device)
+        self.train_split = load_split(cfg, "train", data_dir)
+        self.valid_split = load_split(cfg, "valid", data_dir)
+        if cfg.train.valid_examples:
+            n = cfg.train.valid_examples
+            self.valid_split = ImageSplit(self.valid_split.images[:n], self.valid_split.labels[:n])
+        self.batch_size = cfg.train.batch_size
+        if len(self.train_split) < self.batch_size:
+            raise ConfigError(f"train.batch_size = {self.batch_size} exceeds the {len(self.train_split)} training examples")
+        self.steps_per_epoch = len(self.train_split) // self.batch_size
+        # small image sets live on the device for the whole run
+        self.images = self.train_split.images.to(self.device)
+        self.labels = self.train_split.labels.to(self.device)
+        self.model = build_model(cfg).to(self.device)
+        self.ema = EMA(self.model, cfg.train.ema_decay)
+        self.optimizer = _optimizer(cfg, self.model)
+        self.state = TrainState()
+        self._epoch_perm: tuple[int, torch.Tensor] | None = None
+        self._wall_mark = time.perf_counter()
+
+    # ------------------------------------------------------------------------------ batches
+    def _batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, i = divmod(step, self.steps_per_epoch)
+        if self._epoch_perm is None or self._epoch_perm[0] != epoch:
+            gen = _seeded(self.cfg.train.seed, 1, epoch, device=torch.device("cpu"))
+            self._epoch_perm = (epoch, torch.randperm(len(self.train_split), generator=gen).to(self.device))
+        idx = self._epoch_perm[1][i * self.batch_size : (i + 1) * self.batch_size]
+        return self.images[idx], self.labels[idx]
+
+    def _initialize(self) -> None:
+        n = min(self.cfg.train.init_batch, len(self.train_split))
+        gen = _seeded(self.cfg.train.seed, 2, device=torch.device("cpu"))
+        idx = torch.randperm(len(self.train_split), generator=gen)[:n].to(self.device)
+        self.model.initialize(self.images[idx], self.labels[idx], _seeded(self.cfg.train.seed, 3, device=self.device))
+        self.ema.copy_from(self.model)
+
+    # ------------------------------------------------------------------------------ checkpoints
+    def _tick_wall(self) -> None:
+        now = time.perf_counter()
+        self.state.wall_seconds += now - self._wall_mark
+        self._wall_mark = now
+
+    def _save(self, path: Path) -> None:
+        self._tick_wall()
+        state = asdict(self.state)
+        state["config"] = self.cfg.to_dict()
+        save_checkpoint(path, model=self.model, ema=self.ema.shadow, optimizer=self.optimizer, state=state)
+
+    def _restore(self, path: Path) -> None:
+        saved = load_checkpoint(path, model=self.model, ema=self.ema.shadow, optimizer=self.optimizer,
+                                map_location=str(self.device))
+        self.state = TrainState(**{k: saved[k] for k in asdict(TrainState()) if k in saved})
+        if not is_initialized(self.model):
+            raise CheckpointError(f"{path}: checkpoint has uninitialised actnorm layers")
+
+    def _rollback(self, log: MetricsLog) -> None:
+        if not checkpoint_exists(self.paths.last):
+            raise NonFiniteError(
+                f"training diverged (non-finite loss for {self.cfg.train.nonfinite_patience} consecutive steps) "
+                "before the first checkpoint; lower train.lr or raise train.warmup_steps"
+            )
+        lr_scale, rollbacks, skipped = self.state.lr_scale, self.state.rollbacks, self.state.skipped_steps
+        self._restore(self.paths.last)
+        self.state.lr_scale = lr_scale * self.cfg.train.lr_backoff
+        self.state.rollbacks, self.state.skipped_steps = rollbacks + 1, skipped
+        tqdm.write(f"rolled back to step {self.state.step}; learning rate scale now {self.state.lr_scale:g}")
+        log.log(self.state.step, "rollback", lr=self.cfg.train.lr * self.state.lr_scale)
+
+    def _checkpoint(self, log: MetricsLog) -> None:
+        try:
+            self._save(self.paths.last)
+        except NonFiniteError as err:
+            tqdm.write(f"not saved: {err}")
+            self._rollback(log)
+
+    # ------------------------------------------------------------------------------ evaluation
+    def _validate(self, log: MetricsLog) -> float:
+        result = evaluate_bpd(self.ema.shadow, self.valid_split, what="validation", batch_size=self.cfg.eval.batch_size,
+                              seed=VALIDATION_SEED, device=self.device)
+        bpd = result["bpd"]
+        self.state.last_valid_bpd, self.state.last_valid_step = bpd, self.state.step
+        log.log(self.state.step, "valid", elapsed_s=self.state.elapsed_seconds, valid_bpd=bpd)
+        if bpd < self.state.best_valid_bpd:
+            self.state.best_valid_bpd, self.state.best_step = bpd, self.state.step
+            self._save(self.paths.best)
+        return bpd
+
+    @torch.no_grad()
+    def _write_samples(self) -> Path:
+        model = self.ema.shadow
+        n = 64
+        gen = torch.Generator(device=self.device).manual_seed(SAMPLE_SEED)
+        context = torch.arange(n, device=self.device) % model.num_classes if model.num_classes else None
+        x = model.sample(n, temperature=self.cfg.train.sample_temperature, context=context, generator=gen)
+        return save_image(to_uint8(x, model.n_bits).cpu(), self.paths.samples / f"step-{self.state.step:07d}.png")
+
+    # ------------------------------------------------------------------------------ the loop
+    def _lr(self, step: int) -> float:
+        warm = self.cfg.train.warmup_steps
+        return self.cfg.train.lr * self.state.lr_scale * (min(1.0, (step + 1) / warm) if warm else 1.0)
+
+    def _train_step(self, step: int) -> dict | None:
+        images, labels = self._batch(step)
+        gen = _seeded(self.cfg.train.seed, 4, step, device=self.device)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self._lr(step)
+        self.model.train()
+        out = self.model.loss((images, labels), generator=gen)
+        if not torch.isfinite(out["loss"]):
+            return None
+        self.optimizer.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        clip = self.cfg.train.grad_clip
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip if clip > 0 else math.inf)
+        if not torch.isfinite(norm):
+            self.optimizer.zero_grad(set_to_none=True)
+            return None
+        self.optimizer.step()
+        self.ema.update(self.model)
+        return out
+
+    def fit(self, resume: bool = False) -> TrainState:
+        """Train until train.max_steps or the train.max_minutes budget (summed over resumes)."""
+        cfg, paths = self.cfg, self.paths
+        paths.root.mkdir(parents=True, exist_ok=True)
+        if resume:
+            if not checkpoint_exists(paths.last):
+                raise CheckpointError(f"{paths.last}: nothing to resume (no checkpoint in {paths.root})")
+            self._restore(paths.last)
+            self._wall_mark = time.perf_counter()
+        else:
+            if checkpoint_exists(paths.last):
+                raise CheckpointError(f"{paths.root} already holds a run; pass --resume or choose another --run-dir")
+            self._initialize()
+        paths.config.write_text(dump_toml(cfg))
+        log = MetricsLog(paths.metrics, resume_step=self.state.step if resume else None)
+        budget = cfg.train.max_minutes * 60 or math.inf
+        bar = tqdm(total=cfg.train.max_steps, initial=self.state.step, disable=not self.progress,
+                   desc="train", unit="step", dynamic_ncols=True)
+        window_loss = window_bpd = 0.0
+        window_n, window_start, bad = 0, time.perf_counter(), 0
+        clock = time.perf_counter()
+        try:
+            while self.state.step < cfg.train.max_steps and self.state.elapsed_seconds < budget:
+                out = self._train_step(self.state.step)
+                now = time.perf_counter()
+                self.state.elapsed_seconds += now - clock
+                clock = now
+                if out is None:
+                    bad += 1
+                    self.state.skipped_steps += 1
+                    if bad >= cfg.train.nonfinite_patience:
+                        self._rollback(log)
+                        bad = 0
+                        bar.n = self.state.step
+                    continue
+                bad = 0
+                self.state.step += 1
+                bar.update(1)
+                window_loss = window_loss + out["loss"].detach()  # summed on the device: no per-step sync
+                window_bpd = window_bpd + out["bpd"]
+                window_n += 1
+                step = self.state.step
+                if step % cfg.train.log_every == 0 or step == cfg.train.max_steps:
+                    rate = window_n * self.batch_size / max(now - window_start, 1e-9)
+                    train_bpd = float(window_bpd) / window_n
+                    log.log(step, "train", elapsed_s=self.state.elapsed_seconds, lr=self._lr(step - 1),
+                            train_loss=float(window_loss) / window_n, train_bpd=train_bpd, images_per_s=rate)
+                    bar.set_postfix(bpd=f"{train_bpd:.3f}", valid=f"{self.state.last_valid_bpd:.3f}")
+                    window_loss = window_bpd = 0.0
+                    window_n, window_start = 0, time.perf_counter()
+                if step % cfg.train.eval_every == 0:
+                    self._validate(log)
+                if step % cfg.train.sample_every == 0:
+                    self._write_samples()
+                if step % cfg.train.checkpoint_every == 0:
+                    self._checkpoint(log)
+                clock = time.perf_counter()  # evaluation and saving are not training time
+        finally:
+            bar.close()
+        if self.state.last_valid_step != self.state.step:
+            self._validate(log)
+        self._write_samples()
+        self._checkpoint(log)
+        log.close()
+        write_report(paths.root)
+        return self.state
