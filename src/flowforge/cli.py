@@ -1,4 +1,4 @@
-"""The `flowforge` command: train, eval and sample (see README for each)."""
+"""The `flowforge` command: train, eval, sample and data (see README for each)."""
 
 from __future__ import annotations
 
@@ -111,6 +111,14 @@ def _sample(args) -> int:
     return 0
 
 
+def _data(args) -> int:
+    from flowforge.data import find_dataset_dir
+
+    for name in args.names:
+        print(f"{name}: {find_dataset_dir(name, args.data_dir, download=not args.no_download)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flowforge", description="Flow-based generative models: train, eval, sample.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -147,6 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--class-edit", metavar="FROM:TO", help="also move images of class FROM along mean(TO) - mean(FROM)")
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")
     p.set_defaults(func=_sample)
+
+    p = sub.add_parser("data", help="find (or download into the per-user cache) the named data sets")
+    p.add_argument("names", nargs="+", choices=["mnist", "fashion-mnist"])
+    p.add_argument("--data-dir", help="data root (beats FLOWFORGE_DATA)")
+    p.add_argument("--no-download", action="store_true", help="fail instead of downloading")
+    p.set_defaults(func=_data)
     return parser
 
 

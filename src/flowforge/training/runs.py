@@ -67,23 +67,26 @@ def select_device(name: str) -> torch.device:
 
 
 def build_model(cfg: RunConfig) -> FlowModel:
-    """The model a config describes (image shape from the data set, bits from data.n_bits)."""
+    """The model a config describes (image shape from the data set, bits from data.n_bits),
+    its random initial weights drawn from train.seed without touching the global RNG."""
     m = cfg.model
-    return create(
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.train.seed)
+        return create(
         m.name,
-        image_shape=IMAGE_SHAPES[cfg.data.dataset],
-        levels=m.levels,
-        depth=m.depth,
-        hidden=m.hidden,
-        coupling=m.coupling,
-        scale=m.scale,
-        permutation=m.permutation,
-        n_bits=cfg.data.n_bits,
-        num_classes=len(CLASS_NAMES[cfg.data.dataset]) if m.conditional else 0,
-        y_weight=m.y_weight,
-        learn_top=m.learn_top,
-        seed=cfg.train.seed,
-    )
+            image_shape=IMAGE_SHAPES[cfg.data.dataset],
+            levels=m.levels,
+            depth=m.depth,
+            hidden=m.hidden,
+            coupling=m.coupling,
+            scale=m.scale,
+            permutation=m.permutation,
+            n_bits=cfg.data.n_bits,
+            num_classes=len(CLASS_NAMES[cfg.data.dataset]) if m.conditional else 0,
+            y_weight=m.y_weight,
+            learn_top=m.learn_top,
+            seed=cfg.train.seed,
+        )
 
 
 def load_split(cfg: RunConfig, split: str, data_dir: str | None = None) -> ImageSplit:
