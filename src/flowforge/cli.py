@@ -1,4 +1,4 @@
-"""The `flowforge` command: train, eval, sample and data (see README for each)."""
+"""The `flowforge` command: train, eval, sample, reproduce and data (see README for each)."""
 
 from __future__ import annotations
 
@@ -111,6 +111,19 @@ def _sample(args) -> int:
     return 0
 
 
+def _reproduce(args) -> int:
+    from flowforge.experiments import glow_permutations
+
+    experiments = {"glow-permutations": glow_permutations.reproduce}
+    out = args.out_dir or f"runs/{args.name}"
+    kwargs = {"minutes": args.minutes} if args.minutes else {}
+    if args.config:
+        kwargs["config"] = args.config
+    print(experiments[args.name](out, data_dir=args.data_dir, progress=not args.no_progress, **kwargs))
+    print(f"table written to {out}/results.md")
+    return 0
+
+
 def _data(args) -> int:
     from flowforge.data import find_dataset_dir
 
@@ -155,6 +168,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--class-edit", metavar="FROM:TO", help="also move images of class FROM along mean(TO) - mean(FROM)")
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")
     p.set_defaults(func=_sample)
+
+    p = sub.add_parser("reproduce", parents=[common], help="a paper experiment end to end, with its table")
+    p.add_argument("name", choices=["glow-permutations"])
+    p.add_argument("--out-dir", help="where the runs and results.md go (default runs/NAME)")
+    p.add_argument("--config", help="base config (default configs/NAME.toml)")
+    p.add_argument("--minutes", type=float, help="training budget per variant")
+    p.set_defaults(func=_reproduce)
 
     p = sub.add_parser("data", help="find (or download into the per-user cache) the named data sets")
     p.add_argument("names", nargs="+", choices=["mnist", "fashion-mnist"])

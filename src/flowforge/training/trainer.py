@@ -67,7 +67,7 @@ class Trainer:
 
     def __init__(self, cfg: RunConfig, run_dir: str | Path, data_dir: str | None = None, progress: bool = True):
         self.cfg, self.paths, self.progress = cfg, RunPaths(Path(run_dir)), progress
-        self.device = select_device(cfg.train.device)
+        self.device = self.device_for(cfg)
         self.train_split = load_split(cfg, "train", data_dir)
         self.valid_split = load_split(cfg, "valid", data_dir)
         if cfg.train.valid_examples:
@@ -86,6 +86,10 @@ class Trainer:
         self.state = TrainState()
         self._epoch_perm: tuple[int, torch.Tensor] | None = None
         self._wall_mark = time.perf_counter()
+
+    @staticmethod
+    def device_for(cfg: RunConfig) -> torch.device:
+        return select_device(cfg.train.device)
 
     # ------------------------------------------------------------------------------ batches
     def _batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
