@@ -77,6 +77,7 @@ class Case:
     bad_in: Callable[[int], tuple] = lambda c: (c + 1, SIDE, SIDE)
     bad_out: Callable[[int], tuple] = lambda c: (c + 1, SIDE, SIDE)
     expected: Callable[[int], str] = _channel_message
+    expected_out: Callable[[int], str] | None = None  # when the inverse words it differently
 
     def shape(self, channels: int) -> tuple[int, ...]:
         return (4 * channels,) if self.flat else (channels, SIDE, SIDE)
@@ -118,6 +119,7 @@ CASES = [
         bad_in=lambda c: (c, SIDE - 1, SIDE),
         bad_out=lambda c: (4 * c + 2, SIDE // 2, SIDE // 2),
         expected=lambda c: "(B, C, H, W) with even H and W",
+        expected_out=lambda c: "(B, 4C, H, W)",
     ),
     Case("glow-step", lambda c, s: flow_step(c, HIDDEN, "affine", "sigmoid", "conv1x1-lu", seed=s)),
     Case("inverse-affine", lambda c, s: Inverse(AffineCoupling(c, _net(), scale="sigmoid"))),
@@ -169,9 +171,7 @@ def test_inverse_of_forward_is_identity(case):
         x_back, _ = layer.inverse(z)
     assert ld.shape == (BATCH,)
     assert ld.dtype == torch.float32
-    assert not torch.allclose(z.reshape(x.shape), x, atol=1e-3) or case.id in ("reverse", "shuffle"), (
-        "the layer is (close to) the identity; the test would be vacuous"
-    )
+    assert not torch.allclose(z.reshape(x.shape), x, atol=1e-3), "the layer is the identity: a vacuous test"
     assert x_back.shape == x.shape
     assert _max_err(x_back, x) < 1e-5
 
@@ -251,10 +251,9 @@ def test_batch_independence(case):
         for i in range(BATCH):
             z_i, ld_i = layer(x[i : i + 1])
             x_i, ld_inv_i = layer.inverse(z[i : i + 1])
-            assert _max_err(z_i[0], z[i]) < 1e-6
-            assert abs(ld_i[0].item() - ld[i].item()) < 1e-5
-            assert _max_err(x_i[0], x_back[i]) < 1e-6
-            assert abs(ld_inv_i[0].item() - ld_inv[i].item()) < 1e-5
+            # float32 convolutions may sum in another order for another batch size
+            for a, b in ((z_i[0], z[i]), (ld_i[0], ld[i]), (x_i[0], x_back[i]), (ld_inv_i[0], ld_inv[i])):
+                torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
 @parametrize_cases
@@ -300,7 +299,8 @@ def test_bad_shape_raises_shape_error(case, direction):
     with pytest.raises(ShapeError) as info:
         getattr(layer, direction)(bad)
     message = str(info.value)
-    assert case.expected(CHANNELS) in message
+    expected = case.expected_out if direction == "inverse" and case.expected_out else case.expected
+    assert expected(CHANNELS) in message
     assert str(tuple(bad.shape)) in message
 
 

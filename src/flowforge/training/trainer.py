@@ -208,8 +208,11 @@ class Trainer:
         paths.config.write_text(dump_toml(cfg))
         log = MetricsLog(paths.metrics, resume_step=self.state.step if resume else None)
         budget = cfg.train.max_minutes * 60 or math.inf
-        bar = tqdm(total=cfg.train.max_steps, initial=self.state.step, disable=not self.progress,
-                   desc="train", unit="step", dynamic_ncols=True)
+        # with a time budget the step count is open-ended: the bar shows minutes used instead
+        timed = budget < math.inf
+        bar = tqdm(total=None if timed else cfg.train.max_steps, initial=self.state.step, disable=not self.progress,
+                   desc=f"train ({cfg.train.max_minutes:g} min budget)" if timed else "train", unit="step",
+                   dynamic_ncols=True)
         window_loss = window_bpd = 0.0
         window_n, window_start, bad = 0, time.perf_counter(), 0
         clock = time.perf_counter()
@@ -239,7 +242,8 @@ class Trainer:
                     train_bpd = float(window_bpd) / window_n
                     log.log(step, "train", elapsed_s=self.state.elapsed_seconds, lr=self._lr(step - 1),
                             train_loss=float(window_loss) / window_n, train_bpd=train_bpd, images_per_s=rate)
-                    bar.set_postfix(bpd=f"{train_bpd:.3f}", valid=f"{self.state.last_valid_bpd:.3f}")
+                    bar.set_postfix(bpd=f"{train_bpd:.3f}", valid=f"{self.state.last_valid_bpd:.3f}",
+                                    minutes=f"{self.state.elapsed_seconds / 60:.1f}")
                     window_loss = window_bpd = 0.0
                     window_n, window_start = 0, time.perf_counter()
                 if step % cfg.train.eval_every == 0:
