@@ -26,7 +26,9 @@ def dequantise(x: Tensor, n_bits: int = 8, generator: torch.Generator | None = N
     """Add U(0, 1 / 2^n) noise so the model sees a density on each discrete value's cell."""
     n_bins = _check_bits(n_bits)
     noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-    return x + noise / n_bins
+    # x + noise / n_bins can round up onto the next cell's edge in float32: keep it inside
+    upper = torch.nextafter(x + 1.0 / n_bins, x)
+    return torch.minimum(x + noise / n_bins, upper)
 
 
 def to_uint8(x: Tensor, n_bits: int = 8) -> Tensor:
