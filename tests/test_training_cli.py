@@ -156,3 +156,26 @@ def test_wrong_image_shape_is_named():
     model = create("glow", image_shape=(1, 8, 8), levels=2, depth=1, hidden=4)
     with pytest.raises(ShapeError, match=r"\(B, 1, 8, 8\).*\(2, 3, 8, 8\)"):
         model.log_prob(torch.zeros(2, 3, 8, 8))
+
+
+@needs_mnist
+def test_interrupted_run_saves_and_resumes_exactly(tmp_path, monkeypatch):
+    straight = tmp_path / "straight"
+    assert main(["train", TINY, "--run-dir", str(straight), *QUIET]) == 0
+    cfg = load_config(TINY)
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    real_step = trainer._train_step
+
+    def interrupt_at_7(step):
+        if step == 7:
+            raise KeyboardInterrupt
+        return real_step(step)
+
+    monkeypatch.setattr(trainer, "_train_step", interrupt_at_7)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    saved = json.loads((tmp_path / "run" / "checkpoints" / "last" / "state.json").read_text())
+    assert saved["step"] == 7  # nothing done before the interrupt is lost
+    assert main(["train", "--resume", "--run-dir", str(tmp_path / "run"), *QUIET]) == 0
+    a, b = _weights(straight), _weights(tmp_path / "run")
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -116,7 +116,7 @@ def _reproduce(args) -> int:
 
     experiments = {"glow-permutations": glow_permutations.reproduce}
     out = args.out_dir or f"runs/{args.name}"
-    kwargs = {"minutes": args.minutes} if args.minutes else {}
+    kwargs = {"steps": args.steps, "minutes": args.minutes}
     if args.config:
         kwargs["config"] = args.config
     print(experiments[args.name](out, data_dir=args.data_dir, progress=not args.no_progress, **kwargs))
@@ -173,7 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", choices=["glow-permutations"])
     p.add_argument("--out-dir", help="where the runs and results.md go (default runs/NAME)")
     p.add_argument("--config", help="base config (default configs/NAME.toml)")
-    p.add_argument("--minutes", type=float, help="training budget per variant")
+    p.add_argument("--steps", type=int, help="training steps per variant (default: the config's max_steps)")
+    p.add_argument("--minutes", type=float, help="training time per variant instead of (or on top of) --steps")
     p.set_defaults(func=_reproduce)
 
     p = sub.add_parser("data", help="find (or download into the per-user cache) the named data sets")
@@ -192,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"flowforge {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; the last checkpoint is kept (continue with --resume)", file=sys.stderr)
+        print("interrupted; training progress was checkpointed (continue with: flowforge train --resume --run-dir RUN_DIR)", file=sys.stderr)
         return 130
 
 

@@ -59,7 +59,7 @@ class TrainConfig:
     max_steps: int = 10000
     max_minutes: float = 0.0
     grad_clip: float = 50.0
-    ema_decay: float = 0.999
+    ema_decay: float = 0.99
     init_batch: int = 256
     seed: int = 0
     device: str = "auto"

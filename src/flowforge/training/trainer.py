@@ -189,7 +189,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             return None
         self.optimizer.step()
-        self.ema.update(self.model)
+        self.ema.update(self.model, step)
         return out
 
     def fit(self, resume: bool = False) -> TrainState:
@@ -214,7 +214,7 @@ class Trainer:
                    desc=f"train ({cfg.train.max_minutes:g} min budget)" if timed else "train", unit="step",
                    dynamic_ncols=True)
         window_loss = window_bpd = 0.0
-        window_n, window_start, bad = 0, time.perf_counter(), 0
+        window_n, window_start, bad = 0, self.state.elapsed_seconds, 0
         clock = time.perf_counter()
         try:
             while self.state.step < cfg.train.max_steps and self.state.elapsed_seconds < budget:
@@ -238,14 +238,15 @@ class Trainer:
                 window_n += 1
                 step = self.state.step
                 if step % cfg.train.log_every == 0 or step == cfg.train.max_steps:
-                    rate = window_n * self.batch_size / max(now - window_start, 1e-9)
+                    # training time only: validation, sampling and saving are not counted
+                    rate = window_n * self.batch_size / max(self.state.elapsed_seconds - window_start, 1e-9)
                     train_bpd = float(window_bpd) / window_n
                     log.log(step, "train", elapsed_s=self.state.elapsed_seconds, lr=self._lr(step - 1),
                             train_loss=float(window_loss) / window_n, train_bpd=train_bpd, images_per_s=rate)
                     bar.set_postfix(bpd=f"{train_bpd:.3f}", valid=f"{self.state.last_valid_bpd:.3f}",
                                     minutes=f"{self.state.elapsed_seconds / 60:.1f}")
                     window_loss = window_bpd = 0.0
-                    window_n, window_start = 0, time.perf_counter()
+                    window_n, window_start = 0, self.state.elapsed_seconds
                 if step % cfg.train.eval_every == 0:
                     self._validate(log)
                 if step % cfg.train.sample_every == 0:
@@ -253,6 +254,12 @@ class Trainer:
                 if step % cfg.train.checkpoint_every == 0:
                     self._checkpoint(log)
                 clock = time.perf_counter()  # evaluation and saving are not training time
+        except KeyboardInterrupt:
+            bar.close()
+            self._checkpoint(log)  # batches and noise follow from the step, so any step resumes exactly
+            log.close()
+            write_report(paths.root)
+            raise
         finally:
             bar.close()
         if self.state.last_valid_step != self.state.step:
