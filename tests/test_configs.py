@@ -21,7 +21,7 @@ def test_config_builds_and_steps(path, tmp_path):
     resolved = tmp_path / "resolved.toml"
     resolved.write_text(dump_toml(cfg))
     assert load_config(resolved) == cfg
-    model = build_model(cfg)
+    model = build_model(cfg, {"image_shape": (1, 28, 28), "n_bits": cfg.data.n_bits})
     images = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8)
     model.initialize(images)
     out = model.loss((images, torch.arange(4)))

@@ -15,6 +15,7 @@ from flowforge.errors import FlowforgeError
 
 
 def _train(args) -> int:
+    from flowforge.evaluation.summary import METRIC_NAMES
     from flowforge.training.config import load_config
     from flowforge.training.runs import read_run_config
     from flowforge.training.trainer import Trainer
@@ -34,80 +35,71 @@ def _train(args) -> int:
     trainer = Trainer(cfg, run_dir, data_dir=args.data_dir, progress=not args.no_progress)
     state = trainer.fit(resume=args.resume)
     print(f"run directory: {run_dir}")
-    print(f"steps: {state.step}; best validation bits/dim {state.best_valid_bpd:.4f} at step {state.best_step}; "
+    print(f"steps: {state.step}; best validation {METRIC_NAMES[state.metric]} {state.best_valid:.4f} at step {state.best_step}; "
           f"training time {state.elapsed_seconds:.1f} s")
     return 0
 
 
 def _eval(args) -> int:
-    from flowforge.evaluation.bits_per_dim import evaluate_bpd
+    from flowforge.evaluation.summary import METRIC_NAMES
+    from flowforge.training.data_sources import make_source
     from flowforge.training.report import write_report
-    from flowforge.training.runs import RunPaths, load_split, load_trained, select_device
+    from flowforge.training.runs import RunPaths, load_trained, select_device
 
     device = select_device(args.device or "auto")
     cfg, model, state = load_trained(args.run_dir, which=args.checkpoint, device=device)
-    split = load_split(cfg, args.split, args.data_dir)
-    result = evaluate_bpd(model, split, what=f"{args.split} split", batch_size=args.batch_size or cfg.eval.batch_size,
-                          samples=args.samples or cfg.eval.samples, device=device, progress=not args.no_progress)
-    result.update(split=args.split, samples=args.samples or cfg.eval.samples, checkpoint=state["checkpoint"],
+    source = make_source(cfg, args.data_dir)
+    samples = args.samples or cfg.eval.samples
+    result = source.evaluate(model, source.tensors(args.split), what=f"{args.split} split", device=device,
+                             batch_size=args.batch_size or cfg.eval.batch_size, samples=samples,
+                             progress=not args.no_progress)
+    metric = source.metric
+    result.update(metric=metric, split=args.split, samples=samples, checkpoint=state["checkpoint"],
                   step=state["step"], command="flowforge " + shlex.join(sys.argv[1:]))
     RunPaths(Path(args.run_dir)).eval_result(args.split).write_text(json.dumps(result, indent=2))
     write_report(args.run_dir)
-    print(f"{args.split} bits/dim: {result['bpd']:.4f} ± {result['bpd_std_err']:.4f} over {result['examples']} examples "
-          f"(checkpoint {state['checkpoint']}, step {state['step']})")
+    print(f"{args.split} {METRIC_NAMES[metric]}: {result[metric]:.4f} ± {result[metric + '_std_err']:.4f} over "
+          f"{result['examples']} examples (checkpoint {state['checkpoint']}, step {state['step']})")
     return 0
 
 
 def _sample(args) -> int:
-    from flowforge.data.quantisation import to_model_space, to_uint8
-    from flowforge.models.latent_ops import attribute_direction, interpolate, manipulate
+    from flowforge.training.data_sources import ImageSource, make_source
     from flowforge.training.report import write_report
-    from flowforge.training.runs import RunPaths, load_split, load_trained, select_device
-    from flowforge.viz import save_image, save_rows
+    from flowforge.training.runs import RunPaths, load_trained, select_device
+    from flowforge.viz import image_figures
 
     device = select_device(args.device or "auto")
     cfg, model, _ = load_trained(args.run_dir, which=args.checkpoint, device=device)
-    paths = RunPaths(Path(args.run_dir))
-    gen = torch.Generator(device=device).manual_seed(args.seed)
-    bits = model.n_bits
-    num_classes = model.num_classes
-
-    def ctx(n: int):
-        return torch.arange(n, device=device) % num_classes if num_classes else None
-
-    def show(x: torch.Tensor) -> torch.Tensor:
-        return to_uint8(x, bits).cpu()
-
+    samples_dir = RunPaths(Path(args.run_dir)).samples
+    source = make_source(cfg, args.data_dir)
     written = []
-    with torch.no_grad():
-        out = Path(args.out) if args.out else paths.samples / f"samples-T{args.temperature:g}.png"
-        written.append(save_image(show(model.sample(args.n, args.temperature, ctx(args.n), gen)), out))
+    if not isinstance(source, ImageSource):
+        if args.sweep or args.interpolate or args.class_edit:
+            raise FlowforgeError("--sweep, --interpolate and --class-edit need an image model")
+        gen = torch.Generator(device=device).manual_seed(args.seed)
+        with torch.no_grad():
+            points = model.sample(args.n, args.temperature, generator=gen).cpu()
+        out = Path(args.out) if args.out else samples_dir / f"samples-T{args.temperature:g}.pt"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(points, out)
+        written += [out, source.write_samples(model, samples_dir / "density", args.temperature, gen)]
+    else:
+        out = Path(args.out) if args.out else samples_dir / f"samples-T{args.temperature:g}.png"
+        written.append(image_figures.sample_grid(model, out, args.n, args.temperature, args.seed))
         if args.sweep:
-            temps = [0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
-            rows = [show(model.sample(10, t, ctx(10), torch.Generator(device=device).manual_seed(args.seed)))
-                    for t in temps]
-            written.append(save_rows(rows, paths.samples / "temperature-sweep.png", [f"T={t:g}" for t in temps]))
-        if args.interpolate or args.class_edit:
-            test = load_split(cfg, "test", args.data_dir)
-            images = test.images.to(device)
-            x = to_model_space(images, bits) + 0.5 / 2**bits  # cell centres: deterministic
+            written.append(image_figures.temperature_sweep(model, samples_dir / "temperature-sweep.png", args.seed))
         if args.interpolate:
-            pick = torch.randperm(len(test), generator=torch.Generator().manual_seed(args.seed))[:2 * args.pairs]
-            a, b = x[pick[: args.pairs]], x[pick[args.pairs :]]
-            frames = interpolate(model, a, b, steps=10)
-            written.append(save_rows([show(f) for f in frames], paths.samples / "interpolation.png"))
+            written.append(image_figures.interpolation_figure(model, samples_dir / "interpolation.png",
+                                                              source.split("test"), args.pairs, args.seed))
         if args.class_edit:
-            source, target = (int(v) for v in args.class_edit.split(":"))
-            n_ref = min(len(test), 2000)
-            direction = attribute_direction(model, x[:n_ref], test.labels[:n_ref].to(device), source, target)
-            chosen = x[test.labels.to(device) == source][: args.pairs]
-            alphas = [-1.0, -0.5, 0.0, 0.5, 1.0, 1.5]
-            frames = manipulate(model, chosen, direction, alphas)
-            written.append(save_rows([show(f) for f in frames], paths.samples / f"class-edit-{source}-to-{target}.png",
-                                     [f"#{i}" for i in range(len(frames))]))
+            src, dst = (int(v) for v in args.class_edit.split(":"))
+            written.append(image_figures.class_edit_figure(model, samples_dir / f"class-edit-{src}-to-{dst}.png",
+                                                           source.split("test"), src, dst, args.pairs))
     write_report(args.run_dir)
     for path in written:
-        print(f"wrote {path}")
+        if path is not None:
+            print(f"wrote {path}")
     return 0
 
 

@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from flowforge.data.images import ImageSplit
-from flowforge.errors import NonFiniteError
+from flowforge.evaluation.summary import summarise
 from flowforge.objectives.bits_per_dim import bits_per_dim
 
 
@@ -37,17 +37,6 @@ def per_example_bpd(model, split: ImageSplit, batch_size: int = 500, samples: in
     return torch.cat(out) if out else torch.empty(0, dtype=torch.float64)
 
 
-def summarise_bpd(values: torch.Tensor, what: str) -> dict:
-    """Mean and standard error; raises NonFiniteError naming how many examples were non-finite."""
-    bad = int((~torch.isfinite(values)).sum())
-    if bad:
-        raise NonFiniteError(f"{what}: {bad} of {len(values)} examples have non-finite bits/dim; "
-                             "no figure is reported (they are not dropped)")
-    n = len(values)
-    std_err = float(values.std() / math.sqrt(n)) if n > 1 else float("nan")
-    return {"bpd": float(values.mean()), "bpd_std_err": std_err, "examples": n}
-
-
 def evaluate_bpd(model, split: ImageSplit, what: str = "split", **kwargs) -> dict:
     """Mean bits/dim of `split` (see per_example_bpd for the keyword arguments)."""
-    return summarise_bpd(per_example_bpd(model, split, **kwargs), what)
+    return summarise(per_example_bpd(model, split, **kwargs), what, "bpd")

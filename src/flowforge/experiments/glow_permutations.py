@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from flowforge.evaluation.bits_per_dim import evaluate_bpd
 from flowforge.training.checkpoint import checkpoint_exists
 from flowforge.training.config import load_config
-from flowforge.training.runs import RunPaths, load_split, load_trained, read_run_config
+from flowforge.training.data_sources import make_source
+from flowforge.training.runs import RunPaths, load_trained, read_run_config
 from flowforge.training.trainer import Trainer
 
 COUPLINGS = ("additive", "affine")
@@ -32,12 +32,13 @@ def _run_variant(config: Path, run_dir: Path, coupling: str, permutation: str, b
     cfg = load_config(None, [], base=read_run_config(run_dir).to_dict()) if resume else load_config(config, overrides)
     state = Trainer(cfg, run_dir, data_dir=data_dir, progress=progress).fit(resume=resume)
     cfg, model, ckpt = load_trained(run_dir, which="best", device=Trainer.device_for(cfg))
-    test = evaluate_bpd(model, load_split(cfg, "test", data_dir), what=f"{run_dir.name} test split",
-                        batch_size=cfg.eval.batch_size, device=next(model.parameters()).device, progress=progress)
+    source = make_source(cfg, data_dir)
+    test = source.evaluate(model, source.tensors("test"), what=f"{run_dir.name} test split",
+                           batch_size=cfg.eval.batch_size, device=next(model.parameters()).device, progress=progress)
     result = {
-        **test, "split": "test", "samples": 1, "checkpoint": ckpt["checkpoint"], "step": ckpt["step"],
+        **test, "metric": "bpd", "split": "test", "samples": 1, "checkpoint": ckpt["checkpoint"], "step": ckpt["step"],
         "coupling": coupling, "permutation": permutation, "steps": state.step,
-        "train_seconds": state.elapsed_seconds, "best_valid_bpd": state.best_valid_bpd,
+        "train_seconds": state.elapsed_seconds, "best_valid_bpd": state.best_valid,
         "command": f"flowforge reproduce glow-permutations (variant {coupling}/{permutation})",
     }
     result_file.write_text(json.dumps(result, indent=2))

@@ -1,8 +1,17 @@
-"""The FlowModel interface shared by every assembled model (see DESIGN.md, Conventions)."""
+"""The FlowModel interface shared by every assembled model (see DESIGN.md, Conventions), and
+the pieces shared by the image models."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import torch
 from torch import Tensor, nn
+
+from flowforge.bijections.actnorm import data_dependent_init
+from flowforge.data.quantisation import dequantise, to_model_space
+from flowforge.errors import ShapeError
+from flowforge.objectives.bits_per_dim import bits_per_dim
 
 
 class FlowModel(nn.Module):
@@ -12,8 +21,15 @@ class FlowModel(nn.Module):
     - `sample(n, temperature=1.0, context=None)`: n samples in the model's data space.
     - `encode(x)` / `decode(latents)`: all latents (every split), decode(encode(x)) == x.
     - `loss(batch)`: a dict whose "loss" is minimised; the other entries are logged.
-    - `prepare(batch)`: move a raw data batch into the model's data space (e.g. uint8 -> floats).
+    - `initialize(x, context=None)`: data-dependent initialisation (actnorm), once.
+
+    Class attributes: `DATA_ARGS`, the constructor arguments that come from the data set rather
+    than the config (e.g. `image_shape`, `dim`), and `CHOICES`, the allowed values of string
+    options, so a config can be validated before the model is built.
     """
+
+    DATA_ARGS: tuple[str, ...] = ()
+    CHOICES: dict[str, tuple[str, ...]] = {}
 
     def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         raise NotImplementedError
@@ -29,3 +45,42 @@ class FlowModel(nn.Module):
 
     def loss(self, batch, generator=None) -> dict[str, Tensor]:
         raise NotImplementedError
+
+    def initialize(self, x: Tensor, context: Tensor | None = None, generator=None) -> int:
+        """Data-dependent initialisation of every actnorm by one pass over (x, context)."""
+        return data_dependent_init(self, lambda b: self.loss(b, generator=generator), (x, context))
+
+
+class ImageFlowModel(FlowModel):
+    """Shared by models of n-bit images: the model space is k / 2^n - 0.5 plus uniform
+    dequantisation noise, and bits/dim are against the discrete data."""
+
+    DATA_ARGS = ("image_shape", "n_bits")
+
+    def _set_image_shape(self, image_shape: Sequence[int], n_bits: int) -> None:
+        self.image_shape = tuple(int(s) for s in image_shape)
+        if len(self.image_shape) != 3:
+            raise ValueError(f"image_shape must be (C, H, W), got {self.image_shape}")
+        self.n_bits = n_bits
+
+    @property
+    def num_dims(self) -> int:
+        c, h, w = self.image_shape
+        return c * h * w
+
+    def _check_input(self, x: Tensor) -> None:
+        if x.dim() != 4 or tuple(x.shape[1:]) != self.image_shape:
+            raise ShapeError(
+                f"{type(self).__name__} expects images (B, {', '.join(map(str, self.image_shape))}), "
+                f"got {tuple(x.shape)}"
+            )
+
+    def prepare(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """uint8 images -> dequantised model-space floats."""
+        x = to_model_space(images, self.n_bits)
+        return dequantise(x, self.n_bits, generator)
+
+    def bits_per_dim(self, images: Tensor, context: Tensor | None = None, generator=None) -> Tensor:
+        """Per-example bits/dim of uint8 images (one dequantisation draw)."""
+        lp = self.log_prob(self.prepare(images, generator), context)
+        return bits_per_dim(lp, self.num_dims, self.n_bits)

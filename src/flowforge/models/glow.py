@@ -29,10 +29,9 @@ from flowforge.bijections import (
     Squeeze,
 )
 from flowforge.bijections.actnorm import data_dependent_init
-from flowforge.data.quantisation import dequantise, to_model_space
+from flowforge.bijections.scale_functions import SCALE_FUNCTIONS
 from flowforge.distributions.glow_priors import SplitPrior, TopPrior
-from flowforge.errors import ShapeError
-from flowforge.models.base import FlowModel
+from flowforge.models.base import ImageFlowModel
 from flowforge.models.registry import register
 from flowforge.nets.glow_conv import GlowCouplingNet
 from flowforge.nets.zero_init import LinearZeros
@@ -67,8 +66,10 @@ def flow_step(channels: int, hidden: int, coupling: str, scale: str, permutation
 
 
 @register("glow")
-class Glow(FlowModel):
+class Glow(ImageFlowModel):
     """Multi-scale Glow over images of shape `image_shape` = (C, H, W)."""
+
+    CHOICES = {"coupling": COUPLINGS, "permutation": PERMUTATIONS, "scale": tuple(SCALE_FUNCTIONS)}
 
     def __init__(
         self,
@@ -86,13 +87,13 @@ class Glow(FlowModel):
         seed: int = 0,
     ):
         super().__init__()
-        c, h, w = (int(s) for s in image_shape)
+        self._set_image_shape(image_shape, n_bits)
+        c, h, w = self.image_shape
         if h % 2**levels or w % 2**levels:
             raise ValueError(
                 f"image size {h}x{w} cannot be squeezed {levels} times (needs H and W divisible by {2**levels})"
             )
-        self.image_shape = (c, h, w)
-        self.levels, self.n_bits, self.num_classes, self.y_weight = levels, n_bits, num_classes, y_weight
+        self.levels, self.num_classes, self.y_weight = levels, num_classes, y_weight
         self.squeeze = Squeeze()
         self.steps = nn.ModuleList()
         self.split_priors = nn.ModuleList()
@@ -107,15 +108,6 @@ class Glow(FlowModel):
         self.top_shape = (c, h, w)
         self.top_prior = TopPrior(self.top_shape, learn=learn_top, num_classes=num_classes)
         self.classifier = LinearZeros(c, num_classes) if num_classes > 0 else None
-
-    @property
-    def num_dims(self) -> int:
-        c, h, w = self.image_shape
-        return c * h * w
-
-    def _check_input(self, x: Tensor) -> None:
-        if x.dim() != 4 or tuple(x.shape[1:]) != self.image_shape:
-            raise ShapeError(f"Glow expects images (B, {', '.join(map(str, self.image_shape))}), got {tuple(x.shape)}")
 
     # data -> latent ---------------------------------------------------------------------------
     def _forward(self, x: Tensor, context: Tensor | None) -> tuple[list[Tensor], Tensor, Tensor]:
@@ -180,16 +172,6 @@ class Glow(FlowModel):
         return self._decode(top, draw, context)
 
     # training ---------------------------------------------------------------------------------
-    def prepare(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """uint8 images -> dequantised model-space floats."""
-        x = to_model_space(images, self.n_bits)
-        return dequantise(x, self.n_bits, generator)
-
-    def bits_per_dim(self, images: Tensor, context: Tensor | None = None, generator=None) -> Tensor:
-        """Per-example bits/dim of uint8 images (one dequantisation draw)."""
-        lp = self.log_prob(self.prepare(images, generator), context)
-        return bits_per_dim(lp, self.num_dims, self.n_bits)
-
     def _split_batch(self, batch) -> tuple[Tensor, Tensor | None]:
         if isinstance(batch, (tuple, list)):
             images, labels = batch[0], batch[1] if len(batch) > 1 else None

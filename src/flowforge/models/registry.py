@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 from flowforge.models.base import FlowModel
@@ -30,3 +31,17 @@ def create(name: str, **kwargs) -> FlowModel:
 
 def available() -> list[str]:
     return sorted(_REGISTRY)
+
+
+def validate_options(name: str, options: dict | None = None) -> tuple[dict, dict]:
+    """(configurable options with their defaults, allowed values of string options) of model
+    `name`: its constructor's keyword arguments minus those that come from the data."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; registered: {sorted(_REGISTRY)}")
+    cls = _REGISTRY[name]
+    defaults = {
+        p.name: p.default
+        for p in inspect.signature(cls.__init__).parameters.values()
+        if p.name != "self" and p.default is not inspect.Parameter.empty and p.name not in cls.DATA_ARGS
+    }
+    return defaults, dict(cls.CHOICES)

@@ -14,7 +14,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from flowforge.data.registry import DATASET_KINDS
 from flowforge.errors import ConfigError
+from flowforge.models.registry import validate_options
 
 
 @dataclass
@@ -24,30 +26,17 @@ class DataConfig:
     n_valid: int = 5000
     data_dir: str = ""
 
-    CHOICES = {"dataset": ("mnist", "fashion-mnist")}
+    CHOICES = {"dataset": tuple(DATASET_KINDS)}
     RANGES = {"n_bits": (1, 8), "n_valid": (1, 59999)}
 
 
 @dataclass
 class ModelConfig:
-    name: str = "glow"
-    levels: int = 2
-    depth: int = 16
-    hidden: int = 256
-    coupling: str = "affine"
-    scale: str = "sigmoid"
-    permutation: str = "conv1x1-lu"
-    conditional: bool = False
-    y_weight: float = 0.01
-    learn_top: bool = True
+    """`name` picks a registered model; every other field of the [model] table is a keyword
+    argument of its constructor, checked against the constructor's signature and defaults."""
 
-    CHOICES = {
-        "name": ("glow",),
-        "coupling": ("affine", "additive"),
-        "scale": ("sigmoid", "exp", "tanh-exp", "squashed-sigmoid"),
-        "permutation": ("conv1x1-lu", "conv1x1", "shuffle", "reverse"),
-    }
-    RANGES = {"levels": (1, 8), "depth": (1, 1024), "hidden": (1, 8192), "y_weight": (0.0, 1e6)}
+    name: str = "glow"
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -69,6 +58,7 @@ class TrainConfig:
     checkpoint_every: int = 1000
     sample_every: int = 1000
     sample_temperature: float = 0.7
+    patience: int = 0
     nonfinite_patience: int = 5
     lr_backoff: float = 0.5
 
@@ -78,7 +68,7 @@ class TrainConfig:
         "max_minutes": (0.0, 10**6), "grad_clip": (0.0, 1e12), "ema_decay": (0.0, 0.999999),
         "init_batch": (1, 10**6), "log_every": (1, 10**9), "eval_every": (1, 10**9),
         "valid_examples": (0, 10**9), "checkpoint_every": (1, 10**9), "sample_every": (1, 10**9),
-        "sample_temperature": (0.0, 10.0), "nonfinite_patience": (1, 10**6), "lr_backoff": (0.0, 1.0),
+        "sample_temperature": (0.0, 10.0), "patience": (0, 10**9), "nonfinite_patience": (1, 10**6), "lr_backoff": (0.0, 1.0),
     }
 
 
@@ -102,7 +92,10 @@ class RunConfig:
         out = {}
         for section in fields(self):
             sub = getattr(self, section.name)
-            out[section.name] = {f.name: getattr(sub, f.name) for f in fields(type(sub))}
+            if isinstance(sub, ModelConfig):
+                out[section.name] = {"name": sub.name, **sub.options}
+            else:
+                out[section.name] = {f.name: getattr(sub, f.name) for f in fields(type(sub))}
         return out
 
 
@@ -110,7 +103,14 @@ _SECTION_CLASSES = {"data": DataConfig, "model": ModelConfig, "train": TrainConf
 
 
 def _coerce(value: Any, default: Any, where: str) -> Any:
+    """`value` as the type of `default` (ints widen to floats; lists become tuples where the
+    default is a tuple, element by element), else ConfigError naming `where`."""
     kind = type(default)
+    if kind in (list, tuple):
+        if isinstance(value, (list, tuple)):
+            items = [_coerce(v, default[0], f"{where}[{i}]") if default else v for i, v in enumerate(value)]
+            return kind(items)
+        raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -126,9 +126,32 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
     raise ConfigError(f"{where}: expected {kind.__name__}, got {type(value).__name__} {value!r}")
 
 
+def _build_model(values: dict, source: str) -> ModelConfig:
+    values = dict(values)
+    name = values.pop("name", ModelConfig.name)
+    if not isinstance(name, str):
+        raise ConfigError(f"{source}: model.name: expected str, got {name!r}")
+    try:
+        defaults, choices = validate_options(name, values)
+    except ValueError as err:
+        raise ConfigError(f"{source}: model.name: {err}") from None
+    options = dict(defaults)  # resolved: every option, defaults included
+    for key, value in values.items():
+        where = f"{source}: model.{key}"
+        if key not in defaults:
+            raise ConfigError(f"{where}: not an option of model {name!r}; expected one of {sorted(defaults)}")
+        value = _coerce(value, defaults[key], where)
+        if key in choices and value not in choices[key]:
+            raise ConfigError(f"{where}: expected one of {list(choices[key])}, got {value!r}")
+        options[key] = value
+    return ModelConfig(name=name, options=options)
+
+
 def _build_section(cls, values: dict, source: str, section: str):
     if not isinstance(values, dict):
         raise ConfigError(f"{source}: [{section}] must be a table, got {type(values).__name__}")
+    if cls is ModelConfig:
+        return _build_model(values, source)
     obj = cls()
     known = {f.name: f for f in fields(cls)}
     for key, value in values.items():
@@ -188,19 +211,23 @@ def load_config(path: str | Path | None, overrides: list[str] = (), base: dict |
     return config_from_dict(raw, source if not overrides else f"{source} with overrides {list(overrides)}")
 
 
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(value)
+
+
 def dump_toml(cfg: RunConfig) -> str:
     """The resolved config as TOML text (every field, defaults included)."""
     lines = []
     for section, values in cfg.to_dict().items():
         lines.append(f"[{section}]")
         for key, value in values.items():
-            if isinstance(value, bool):
-                text = "true" if value else "false"
-            elif isinstance(value, str):
-                text = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-            else:
-                text = repr(value)
-            lines.append(f"{key} = {text}")
+            lines.append(f"{key} = {_toml_value(value)}")
         lines.append("")
     return "\n".join(lines)
 

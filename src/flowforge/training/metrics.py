@@ -6,7 +6,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-COLUMNS = ("step", "event", "elapsed_s", "lr", "train_loss", "train_bpd", "valid_bpd", "images_per_s")
+COLUMNS = ("step", "event", "elapsed_s", "lr", "train_loss", "train_bpd", "valid_bpd", "train_nll", "valid_nll",
+           "examples_per_s")
 
 
 class MetricsLog:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from flowforge.evaluation.summary import METRIC_NAMES
 from flowforge.training.checkpoint import checkpoint_exists, load_checkpoint
 from flowforge.training.metrics import read_metrics
 
@@ -30,26 +31,28 @@ def write_report(run_dir: str | Path) -> Path:
             f"- steps: {state['step']} (skipped non-finite: {state['skipped_steps']}, rollbacks: {state['rollbacks']})",
             f"- training time: {state['elapsed_seconds']:.1f} s; wall-clock including validation and saving: "
             f"{state['wall_seconds']:.1f} s (summed over resumed jobs)",
-            f"- best validation bits/dim: {_fmt(state['best_valid_bpd'])} at step {state['best_step']} "
-            "(EMA weights; this checkpoint is the one evaluated)",
+            f"- best validation {METRIC_NAMES[state['metric']]}: {_fmt(state['best_valid'])} at step "
+            f"{state['best_step']} (EMA weights; this checkpoint is the one evaluated)",
             "",
         ]
     for result in sorted(root.glob("eval-*.json")):
         r = json.loads(result.read_text())
+        metric = r["metric"]
         lines += [
             f"## Evaluation on the {r['split']} split",
             "",
-            f"- bits/dim: **{_fmt(r['bpd'])}** ± {_fmt(r['bpd_std_err'])} (std. error) over {r['examples']} examples, "
-            f"{r['samples']} dequantisation draw(s), checkpoint `{r['checkpoint']}`",
+            f"- {METRIC_NAMES[metric]}: **{_fmt(r[metric])}** ± {_fmt(r[metric + '_std_err'])} (std. error) over "
+            f"{r['examples']} examples, {r['samples']} sample(s) per example, checkpoint `{r['checkpoint']}`",
             f"- command: `{r['command']}`",
             "",
         ]
     rows = [r for r in read_metrics(root / "metrics.csv") if r["event"] == "train"]
     if rows:
         last_row = rows[-1]
+        metric = "bpd" if last_row["train_bpd"] else "nll"
         lines += ["## Last logged training window", "",
-                  f"- step {last_row['step']}: train bits/dim {last_row['train_bpd']}, "
-                  f"{float(last_row['images_per_s']):.0f} images/s", ""]
+                  f"- step {last_row['step']}: train {METRIC_NAMES[metric]} {last_row['train_' + metric]}, "
+                  f"{float(last_row['examples_per_s']):.0f} examples/s", ""]
     images = sorted(p.relative_to(root) for p in root.rglob("*.png"))
     if images:
         lines += ["## Images", ""] + [f"- [{p}]({p})" for p in images[-12:]] + [""]

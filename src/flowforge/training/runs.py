@@ -16,15 +16,11 @@ from pathlib import Path
 
 import torch
 
-from flowforge.data import CLASS_NAMES, load_image_split
-from flowforge.data.images import ImageSplit
-from flowforge.errors import CheckpointError
+from flowforge.data import CLASS_NAMES
+from flowforge.errors import CheckpointError, ConfigError
 from flowforge.models import FlowModel, create
 from flowforge.training.checkpoint import checkpoint_exists, load_checkpoint
 from flowforge.training.config import RunConfig, config_from_dict, load_config
-
-IMAGE_SHAPES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28)}
-
 
 @dataclass(frozen=True)
 class RunPaths:
@@ -66,35 +62,24 @@ def select_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build_model(cfg: RunConfig) -> FlowModel:
-    """The model a config describes (image shape from the data set, bits from data.n_bits),
-    its random initial weights drawn from train.seed without touching the global RNG."""
-    m = cfg.model
+def build_model(cfg: RunConfig, data_args: dict) -> FlowModel:
+    """The model a config describes, with the arguments that come from the data (`data_args`,
+    e.g. image shape and bits, or the dimension), its random initial weights drawn from
+    train.seed without touching the global RNG."""
+    options = dict(cfg.model.options)
+    num_classes = options.get("num_classes", 0)
+    expected = len(CLASS_NAMES.get(cfg.data.dataset, ()))
+    if num_classes not in (0, expected):
+        raise ConfigError(f"model.num_classes = {num_classes}, but {cfg.data.dataset} has {expected} classes "
+                          "(use 0 for an unconditional model)")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.train.seed)
-        return create(
-        m.name,
-            image_shape=IMAGE_SHAPES[cfg.data.dataset],
-            levels=m.levels,
-            depth=m.depth,
-            hidden=m.hidden,
-            coupling=m.coupling,
-            scale=m.scale,
-            permutation=m.permutation,
-            n_bits=cfg.data.n_bits,
-            num_classes=len(CLASS_NAMES[cfg.data.dataset]) if m.conditional else 0,
-            y_weight=m.y_weight,
-            learn_top=m.learn_top,
-            seed=cfg.train.seed,
-        )
+        return create(cfg.model.name, **options, **data_args)
 
 
-def load_split(cfg: RunConfig, split: str, data_dir: str | None = None) -> ImageSplit:
-    """The data split a config names; `data_dir` (e.g. --data-dir) beats the config's."""
-    return load_image_split(
-        cfg.data.dataset, split, data_dir=data_dir or cfg.data.data_dir or None,
-        n_valid=cfg.data.n_valid, seed=cfg.train.seed,
-    )
+def _data_args(stored: dict) -> dict:
+    """JSON turned tuples into lists; constructors take shapes as given."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()}
 
 
 def read_run_config(run_dir: str | Path) -> RunConfig:
@@ -116,7 +101,7 @@ def load_trained(run_dir: str | Path, which: str = "best", device: str | torch.d
         raise CheckpointError(f"{ckpt}: no checkpoint in run directory {paths.root}")
     state = load_checkpoint(ckpt, map_location="cpu")
     stored = config_from_dict(state["config"], source=f"{ckpt}/state.json")
-    model = build_model(stored)
+    model = build_model(stored, _data_args(state["model_data_args"]))
     weights = ckpt / "ema.safetensors"
     load_checkpoint(ckpt, ema=model) if weights.is_file() else load_checkpoint(ckpt, model=model)
     state["checkpoint"] = str(ckpt)

@@ -7,6 +7,10 @@ continues exactly as the uninterrupted run would have (same weights, same metric
 Non-finite handling: a step whose loss or gradient norm is not finite is skipped; after
 `nonfinite_patience` consecutive skipped steps the run rolls back to its last checkpoint and
 multiplies the learning rate by `lr_backoff`. A non-finite weight is never saved.
+
+Model selection: every `eval_every` steps the EMA weights are scored on the validation split
+(bits/dim for images, NLL for flat data); the best is saved as checkpoints/best. With
+`patience` > 0 training stops after that many validations without improvement (early stopping).
 """
 
 from __future__ import annotations
@@ -20,17 +24,14 @@ import torch
 from tqdm.auto import tqdm
 
 from flowforge.bijections.actnorm import is_initialized
-from flowforge.data.images import ImageSplit
-from flowforge.data.quantisation import to_uint8
 from flowforge.errors import CheckpointError, ConfigError, NonFiniteError
-from flowforge.evaluation.bits_per_dim import evaluate_bpd
 from flowforge.training.checkpoint import checkpoint_exists, load_checkpoint, save_checkpoint
 from flowforge.training.config import RunConfig, dump_toml
 from flowforge.training.ema import EMA
 from flowforge.training.metrics import MetricsLog
 from flowforge.training.report import write_report
-from flowforge.training.runs import RunPaths, build_model, load_split, select_device
-from flowforge.viz import save_image
+from flowforge.training.data_sources import make_source
+from flowforge.training.runs import RunPaths, build_model, select_device
 
 VALIDATION_SEED = 1234
 SAMPLE_SEED = 4321
@@ -41,10 +42,12 @@ class TrainState:
     step: int = 0
     elapsed_seconds: float = 0.0
     lr_scale: float = 1.0
-    best_valid_bpd: float = math.inf
+    metric: str = "bpd"
+    best_valid: float = math.inf
     best_step: int = -1
-    last_valid_bpd: float = math.nan
+    last_valid: float = math.nan
     last_valid_step: int = -1
+    validations_since_best: int = 0
     wall_seconds: float = 0.0
     rollbacks: int = 0
     skipped_steps: int = 0
@@ -68,22 +71,20 @@ class Trainer:
     def __init__(self, cfg: RunConfig, run_dir: str | Path, data_dir: str | None = None, progress: bool = True):
         self.cfg, self.paths, self.progress = cfg, RunPaths(Path(run_dir)), progress
         self.device = self.device_for(cfg)
-        self.train_split = load_split(cfg, "train", data_dir)
-        self.valid_split = load_split(cfg, "valid", data_dir)
-        if cfg.train.valid_examples:
-            n = cfg.train.valid_examples
-            self.valid_split = ImageSplit(self.valid_split.images[:n], self.valid_split.labels[:n])
+        self.source = make_source(cfg, data_dir)
+        # small data sets live on the device for the whole run
+        self.train_data = tuple(t.to(self.device) for t in self.source.tensors("train"))
+        self.valid_data = self.source.tensors("valid", cfg.train.valid_examples)
+        self.num_train = len(self.train_data[0])
         self.batch_size = cfg.train.batch_size
-        if len(self.train_split) < self.batch_size:
-            raise ConfigError(f"train.batch_size = {self.batch_size} exceeds the {len(self.train_split)} training examples")
-        self.steps_per_epoch = len(self.train_split) // self.batch_size
-        # small image sets live on the device for the whole run
-        self.images = self.train_split.images.to(self.device)
-        self.labels = self.train_split.labels.to(self.device)
-        self.model = build_model(cfg).to(self.device)
+        if self.num_train < self.batch_size:
+            raise ConfigError(f"train.batch_size = {self.batch_size} exceeds the {self.num_train} training examples")
+        self.steps_per_epoch = self.num_train // self.batch_size
+        self.data_args = self.source.model_args()
+        self.model = build_model(cfg, self.data_args).to(self.device)
         self.ema = EMA(self.model, cfg.train.ema_decay)
         self.optimizer = _optimizer(cfg, self.model)
-        self.state = TrainState()
+        self.state = TrainState(metric=self.source.metric)
         self._epoch_perm: tuple[int, torch.Tensor] | None = None
         self._wall_mark = time.perf_counter()
 
@@ -92,19 +93,20 @@ class Trainer:
         return select_device(cfg.train.device)
 
     # ------------------------------------------------------------------------------ batches
-    def _batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _batch(self, step: int) -> tuple[torch.Tensor, ...]:
         epoch, i = divmod(step, self.steps_per_epoch)
         if self._epoch_perm is None or self._epoch_perm[0] != epoch:
             gen = _seeded(self.cfg.train.seed, 1, epoch, device=torch.device("cpu"))
-            self._epoch_perm = (epoch, torch.randperm(len(self.train_split), generator=gen).to(self.device))
+            self._epoch_perm = (epoch, torch.randperm(self.num_train, generator=gen).to(self.device))
         idx = self._epoch_perm[1][i * self.batch_size : (i + 1) * self.batch_size]
-        return self.images[idx], self.labels[idx]
+        return tuple(t[idx] for t in self.train_data)
 
     def _initialize(self) -> None:
-        n = min(self.cfg.train.init_batch, len(self.train_split))
+        n = min(self.cfg.train.init_batch, self.num_train)
         gen = _seeded(self.cfg.train.seed, 2, device=torch.device("cpu"))
-        idx = torch.randperm(len(self.train_split), generator=gen)[:n].to(self.device)
-        self.model.initialize(self.images[idx], self.labels[idx], _seeded(self.cfg.train.seed, 3, device=self.device))
+        idx = torch.randperm(self.num_train, generator=gen)[:n].to(self.device)
+        init_gen = _seeded(self.cfg.train.seed, 3, device=self.device)
+        self.model.initialize(*(t[idx] for t in self.train_data), generator=init_gen)
         self.ema.copy_from(self.model)
 
     # ------------------------------------------------------------------------------ checkpoints
@@ -117,6 +119,7 @@ class Trainer:
         self._tick_wall()
         state = asdict(self.state)
         state["config"] = self.cfg.to_dict()
+        state["model_data_args"] = self.data_args
         save_checkpoint(path, model=self.model, ema=self.ema.shadow, optimizer=self.optimizer, state=state)
 
     def _restore(self, path: Path) -> None:
@@ -148,26 +151,30 @@ class Trainer:
 
     # ------------------------------------------------------------------------------ evaluation
     def _validate(self, log: MetricsLog) -> float:
-        result = evaluate_bpd(self.ema.shadow, self.valid_split, what="validation", batch_size=self.cfg.eval.batch_size,
-                              seed=VALIDATION_SEED, device=self.device)
-        bpd = result["bpd"]
-        self.state.last_valid_bpd, self.state.last_valid_step = bpd, self.state.step
-        log.log(self.state.step, "valid", elapsed_s=self.state.elapsed_seconds, valid_bpd=bpd)
-        if bpd < self.state.best_valid_bpd:
-            self.state.best_valid_bpd, self.state.best_step = bpd, self.state.step
+        metric = self.state.metric
+        result = self.source.evaluate(self.ema.shadow, self.valid_data, what="validation", device=self.device,
+                                      batch_size=self.cfg.eval.batch_size, seed=VALIDATION_SEED)
+        value = result[metric]
+        self.state.last_valid, self.state.last_valid_step = value, self.state.step
+        log.log(self.state.step, "valid", elapsed_s=self.state.elapsed_seconds, **{f"valid_{metric}": value})
+        if value < self.state.best_valid:
+            self.state.best_valid, self.state.best_step = value, self.state.step
+            self.state.validations_since_best = 0
             self._save(self.paths.best)
-        return bpd
+        else:
+            self.state.validations_since_best += 1
+        return value
 
-    @torch.no_grad()
-    def _write_samples(self) -> Path:
-        model = self.ema.shadow
-        n = 64
+    def _write_samples(self) -> Path | None:
         gen = torch.Generator(device=self.device).manual_seed(SAMPLE_SEED)
-        context = torch.arange(n, device=self.device) % model.num_classes if model.num_classes else None
-        x = model.sample(n, temperature=self.cfg.train.sample_temperature, context=context, generator=gen)
-        return save_image(to_uint8(x, model.n_bits).cpu(), self.paths.samples / f"step-{self.state.step:07d}.png")
+        return self.source.write_samples(self.ema.shadow, self.paths.samples / f"step-{self.state.step:07d}",
+                                         self.cfg.train.sample_temperature, gen)
 
     # ------------------------------------------------------------------------------ the loop
+    def _patience_exhausted(self) -> bool:
+        patience = self.cfg.train.patience
+        return patience > 0 and self.state.validations_since_best >= patience
+
     def _lr(self, step: int) -> float:
         warm = self.cfg.train.warmup_steps
         return self.cfg.train.lr * self.state.lr_scale * (min(1.0, (step + 1) / warm) if warm else 1.0)
@@ -213,11 +220,13 @@ class Trainer:
         bar = tqdm(total=None if timed else cfg.train.max_steps, initial=self.state.step, disable=not self.progress,
                    desc=f"train ({cfg.train.max_minutes:g} min budget)" if timed else "train", unit="step",
                    dynamic_ncols=True)
-        window_loss = window_bpd = 0.0
+        metric = self.state.metric
+        window_loss = window_metric = 0.0
         window_n, window_start, bad = 0, self.state.elapsed_seconds, 0
         clock = time.perf_counter()
         try:
-            while self.state.step < cfg.train.max_steps and self.state.elapsed_seconds < budget:
+            while (self.state.step < cfg.train.max_steps and self.state.elapsed_seconds < budget
+                   and not self._patience_exhausted()):
                 out = self._train_step(self.state.step)
                 now = time.perf_counter()
                 self.state.elapsed_seconds += now - clock
@@ -234,18 +243,19 @@ class Trainer:
                 self.state.step += 1
                 bar.update(1)
                 window_loss = window_loss + out["loss"].detach()  # summed on the device: no per-step sync
-                window_bpd = window_bpd + out["bpd"]
+                window_metric = window_metric + out[metric]
                 window_n += 1
                 step = self.state.step
                 if step % cfg.train.log_every == 0 or step == cfg.train.max_steps:
                     # training time only: validation, sampling and saving are not counted
                     rate = window_n * self.batch_size / max(self.state.elapsed_seconds - window_start, 1e-9)
-                    train_bpd = float(window_bpd) / window_n
+                    train_metric = float(window_metric) / window_n
                     log.log(step, "train", elapsed_s=self.state.elapsed_seconds, lr=self._lr(step - 1),
-                            train_loss=float(window_loss) / window_n, train_bpd=train_bpd, images_per_s=rate)
-                    bar.set_postfix(bpd=f"{train_bpd:.3f}", valid=f"{self.state.last_valid_bpd:.3f}",
-                                    minutes=f"{self.state.elapsed_seconds / 60:.1f}")
-                    window_loss = window_bpd = 0.0
+                            train_loss=float(window_loss) / window_n, examples_per_s=rate,
+                            **{f"train_{metric}": train_metric})
+                    bar.set_postfix({metric: f"{train_metric:.3f}", "valid": f"{self.state.last_valid:.3f}",
+                                     "minutes": f"{self.state.elapsed_seconds / 60:.1f}"})
+                    window_loss = window_metric = 0.0
                     window_n, window_start = 0, self.state.elapsed_seconds
                 if step % cfg.train.eval_every == 0:
                     self._validate(log)

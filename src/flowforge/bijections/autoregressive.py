@@ -1,0 +1,73 @@
+"""Masked autoregressive flow step (MAF, Papamakarios et al. 2017, section 3.1, eqs. 3-5).
+
+A MADE of x gives a shift mu(x) and a log-scale alpha(x), entry i depending only on the entries
+of smaller degree (see `flowforge.nets.made`). Then
+
+    forward  (data -> noise, one pass):      z = (x - mu(x)) * exp(-alpha(x)),  log|det| = -sum(alpha)
+    inverse  (noise -> data, D passes):      x_i = z_i * exp(alpha_i) + mu_i,   log|det| = +sum(alpha)
+
+alpha is raw (unbounded), as in MAF and the LGF/CIF code (NOTES b.4: linear output, no
+squashing); the MADE's zero-initialised output layer makes a fresh step the identity.
+
+Order between steps: as the LGF/CIF code's `flip`, put a `ReversePermutation(dim)` between
+successive steps and keep ``reverse_order=False`` (the convention `models/maf.py` should follow).
+``reverse_order=True`` reverses the MADE's own degree order instead: alternating it gives the
+same family of models without the permutation layers. Do not combine the two (they cancel).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor
+
+from flowforge.bijections.base import Bijection
+from flowforge.errors import ShapeError
+from flowforge.nets.made import MADE
+
+
+class MAFStep(Bijection):
+    """One MAF layer on (B, dim) inputs; optional context is fed to the MADE unmasked."""
+
+    def __init__(
+        self,
+        dim: int,
+        hidden: Sequence[int],
+        activation: str = "tanh",
+        reverse_order: bool = False,
+        context_dim: int = 0,
+    ):
+        super().__init__()
+        self.dim = dim
+        self.made = MADE(
+            dim,
+            hidden,
+            out_multiplier=2,
+            activation=activation,
+            order="reverse" if reverse_order else "forward",
+            context_dim=context_dim,
+        )
+
+    def _check(self, x: Tensor) -> None:
+        if x.dim() != 2 or x.shape[1] != self.dim:
+            raise ShapeError(f"MAFStep({self.dim}) expects (B, {self.dim}), got {tuple(x.shape)}")
+
+    def _shift_log_scale(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        h = self.made(x, context).to(x.dtype)
+        return h[:, : self.dim], h[:, self.dim :]
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        self._check(x)
+        mu, alpha = self._shift_log_scale(x, context)
+        return (x - mu) * (-alpha).exp(), -alpha.sum(1)
+
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """D passes of the MADE: after pass t every entry of degree <= t is exact, because its
+        mu and alpha read only entries of smaller degree. The last pass's alpha is exact too."""
+        self._check(z)
+        x = z.clone()
+        alpha = z.new_zeros(z.shape)
+        for _ in range(self.dim):
+            mu, alpha = self._shift_log_scale(x, context)
+            x = z * alpha.exp() + mu
+        return x, alpha.sum(1)

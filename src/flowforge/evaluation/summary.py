@@ -1,0 +1,24 @@
+"""Mean and standard error of a per-example metric; non-finite examples are counted and refused,
+never dropped."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from flowforge.errors import NonFiniteError
+
+METRIC_NAMES = {"bpd": "bits/dim", "nll": "NLL (nats per example)"}
+
+
+def summarise(values: torch.Tensor, what: str, metric: str) -> dict:
+    """{metric: mean, metric_std_err: standard error, "examples": N}; NonFiniteError naming how
+    many examples were NaN or infinite."""
+    bad = int((~torch.isfinite(values)).sum())
+    if bad:
+        raise NonFiniteError(f"{what}: {bad} of {len(values)} examples have non-finite {metric}; "
+                             "no figure is reported (they are not dropped)")
+    n = len(values)
+    std_err = float(values.std() / math.sqrt(n)) if n > 1 else float("nan")
+    return {metric: float(values.mean()), f"{metric}_std_err": std_err, "examples": n}

@@ -1,0 +1,72 @@
+"""The figures of a trained image model (Glow sections 6.2-6.3): a sample grid, a temperature
+sweep, interpolations between real images and a class edit along a mean-latent direction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from flowforge.data.images import ImageSplit
+from flowforge.data.quantisation import to_model_space, to_uint8
+from flowforge.models.latent_ops import attribute_direction, interpolate, manipulate
+from flowforge.viz.grid import save_image, save_rows
+
+SWEEP_TEMPERATURES = (0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)  # the public Glow code's grid
+EDIT_ALPHAS = (-1.0, -0.5, 0.0, 0.5, 1.0, 1.5)
+
+
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _labels(model, n: int):
+    classes = getattr(model, "num_classes", 0)
+    return torch.arange(n, device=_device(model)) % classes if classes else None
+
+
+def _show(model, x: torch.Tensor) -> torch.Tensor:
+    return to_uint8(x, model.n_bits).cpu()
+
+
+def _cell_centres(model, images: torch.Tensor) -> torch.Tensor:
+    """Real images in model space at the centres of their dequantisation cells (deterministic)."""
+    return to_model_space(images.to(_device(model)), model.n_bits) + 0.5 / 2**model.n_bits
+
+
+@torch.no_grad()
+def sample_grid(model, path: Path, n: int, temperature: float, seed: int) -> Path:
+    gen = torch.Generator(device=_device(model)).manual_seed(seed)
+    return save_image(_show(model, model.sample(n, temperature, _labels(model, n), gen)), path)
+
+
+@torch.no_grad()
+def temperature_sweep(model, path: Path, seed: int, per_row: int = 10) -> Path:
+    """One row per temperature, the same noise in every row."""
+    rows = []
+    for t in SWEEP_TEMPERATURES:
+        gen = torch.Generator(device=_device(model)).manual_seed(seed)
+        rows.append(_show(model, model.sample(per_row, t, _labels(model, per_row), gen)))
+    return save_rows(rows, path, [f"T={t:g}" for t in SWEEP_TEMPERATURES])
+
+
+@torch.no_grad()
+def interpolation_figure(model, path: Path, test: ImageSplit, pairs: int, seed: int, steps: int = 10) -> Path:
+    """One row per pair of random test images: the two ends and the decoded latent interpolation."""
+    pick = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[: 2 * pairs]
+    x = _cell_centres(model, test.images[pick])
+    frames = interpolate(model, x[:pairs], x[pairs:], steps=steps)
+    return save_rows([_show(model, f) for f in frames], path)
+
+
+@torch.no_grad()
+def class_edit_figure(model, path: Path, test: ImageSplit, source: int, target: int, count: int,
+                      reference: int = 2000) -> Path:
+    """Test images of class `source` moved along mean latent(target) - mean latent(source), the
+    direction estimated on the first `reference` test images."""
+    n_ref = min(len(test), reference)
+    x_ref = _cell_centres(model, test.images[:n_ref])
+    direction = attribute_direction(model, x_ref, test.labels[:n_ref].to(x_ref.device), source, target)
+    chosen = _cell_centres(model, test.images[test.labels == source][:count])
+    frames = manipulate(model, chosen, direction, EDIT_ALPHAS)
+    return save_rows([_show(model, f) for f in frames], path, [f"#{i}" for i in range(len(frames))])
