@@ -7,6 +7,11 @@ log|det| of the autograd Jacobian in float64, forward + inverse log-dets summing
 reaching every parameter, batch independence, eval == train, state-dict round trip and shape
 errors at the boundary. Structure tests for the LU 1x1 convolution, the 1x1 inverse cache and the
 coupling mask follow.
+
+Layers whose inputs are not standard normal (Logit reads pixel values in level units) bring
+their own input factory; BatchNormFlow is tested in eval mode after training-mode forwards (its
+running averages non-trivial) and in training mode, where the log-det is checked against the
+Jacobian of the map with the batch statistics held fixed (the RealNVP / MAF convention).
 """
 
 from __future__ import annotations
@@ -35,8 +40,13 @@ from flowforge.bijections import (
     data_dependent_init,
     is_initialized,
 )
+from flowforge.bijections.autoregressive import MAFStep
+from flowforge.bijections.elementwise import BatchNormFlow, Logit
 from flowforge.errors import ShapeError
 from flowforge.models.glow import flow_step
+from flowforge.bijections.masked_coupling import MaskedAffineCoupling, alternating_mask, channel_mask, checkerboard_mask
+from flowforge.nets.mlp import MLP
+from flowforge.nets.resnet import ResNet
 from flowforge.nets.glow_conv import GlowCouplingNet
 
 HIDDEN = 8  # coupling-network width
@@ -66,6 +76,10 @@ def _perm_message(c: int) -> str:
     return f"(B, {c}) or (B, {c}, H, W)"
 
 
+def _normal(shape: tuple[int, ...], gen: torch.Generator) -> Tensor:
+    return torch.randn(shape, generator=gen)
+
+
 @dataclass(frozen=True)
 class Case:
     """A layer to test: `make(channels, seed)` builds it for inputs of `shape(channels)`."""
@@ -73,18 +87,74 @@ class Case:
     id: str
     make: Callable[[int, int], Bijection]
     flat: bool = False
+    fixed_shape: tuple[int, ...] | None = None  # an input shape (without batch) not set by channels
+    sample: Callable[[tuple[int, ...], torch.Generator], Tensor] = _normal  # inputs of that shape
+    atol: float = 1e-5  # float32 round trip / log-det sum / batch independence
+    # BatchNormFlow: tested in eval mode (running averages), or in training mode, where the forward
+    # normalises with the batch's statistics; `frozen_forward(layer)` is then the forward map with
+    # the statistics of the layer's last forward held fixed
+    eval_mode: bool = False
+    frozen_forward: Callable[[Bijection], Callable[[Tensor], tuple[Tensor, Tensor]]] | None = None
     # bad input shapes (without batch) for forward / inverse, and the expected-shape text
     bad_in: Callable[[int], tuple] = lambda c: (c + 1, SIDE, SIDE)
     bad_out: Callable[[int], tuple] = lambda c: (c + 1, SIDE, SIDE)
     expected: Callable[[int], str] = _channel_message
     expected_out: Callable[[int], str] | None = None  # when the inverse words it differently
 
+    @property
+    def batch_statistics(self) -> bool:
+        return self.frozen_forward is not None
+
     def shape(self, channels: int) -> tuple[int, ...]:
+        if self.fixed_shape is not None:
+            return self.fixed_shape
         return (4 * channels,) if self.flat else (channels, SIDE, SIDE)
 
     def __str__(self) -> str:
         return self.id
 
+
+def _maf(dim: int, hidden: list[int], reverse: bool = False) -> Case:
+    return Case(
+        f"maf-{dim}{'-reverse' if reverse else ''}",
+        lambda c, s: MAFStep(dim, hidden, reverse_order=reverse),
+        fixed_shape=(dim,),
+        bad_in=lambda c: (dim + 1,),
+        bad_out=lambda c: (dim, 2),
+        expected=lambda c: f"(B, {dim})",
+    )
+
+
+def _trained_batchnorm(layer: BatchNormFlow, shape: tuple[int, ...], seed: int) -> BatchNormFlow:
+    """A few training-mode forwards on non-standard data, so the running averages are not (0, 1)."""
+    gen = torch.Generator().manual_seed(200 + seed)
+    with torch.no_grad():
+        for _ in range(5):
+            layer(3.0 * torch.randn(16, *shape, generator=gen) - 1.0)
+    return layer.eval()
+
+
+def _frozen_batchnorm(layer: BatchNormFlow) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
+    mean, var = layer.last_batch_statistics
+    return lambda u: layer.normalise(u, mean, var)
+
+
+def _levels(n_bits: int) -> Callable[[tuple[int, ...], torch.Generator], Tensor]:
+    """Dequantised n-bit pixel values in level units: k + u, k in 0..2^n - 1, u ~ U(0, 1)."""
+
+    def sample(shape: tuple[int, ...], gen: torch.Generator) -> Tensor:
+        k = torch.randint(0, 2**n_bits, shape, generator=gen).float()
+        return (k + torch.rand(shape, generator=gen)).clamp(1e-3, 2**n_bits - 1e-3)
+
+    return sample
+
+
+_flat = dict(
+    flat=True,
+    bad_in=lambda c: (4 * c + 1,),
+    bad_out=lambda c: (4 * c + 1,),
+    expected=lambda c: _perm_message(4 * c),
+)
 
 CASES = [
     Case("actnorm", lambda c, s: ActNorm(c)),
@@ -123,6 +193,79 @@ CASES = [
     ),
     Case("glow-step", lambda c, s: flow_step(c, HIDDEN, "affine", "sigmoid", "conv1x1-lu", seed=s)),
     Case("inverse-affine", lambda c, s: Inverse(AffineCoupling(c, _net(), scale="sigmoid"))),
+    Case("reverse-flat", lambda c, s: ReversePermutation(4 * c), **_flat),
+    _maf(5, [16, 16]),
+    _maf(5, [16, 16], reverse=True),
+    _maf(1, [8]),
+    _maf(2, [8, 8]),
+    Case(
+        "batchnorm-eval",
+        lambda c, s: _trained_batchnorm(BatchNormFlow(c), (c, SIDE, SIDE), s),
+        eval_mode=True,
+        expected=_perm_message,
+    ),
+    Case(
+        "batchnorm-flat-eval",
+        lambda c, s: _trained_batchnorm(BatchNormFlow(4 * c), (4 * c,), s),
+        eval_mode=True,
+        **_flat,
+    ),
+    Case(
+        "batchnorm-element-eval",
+        lambda c, s: _trained_batchnorm(BatchNormFlow((c, SIDE, SIDE), per="element"), (c, SIDE, SIDE), s),
+        eval_mode=True,
+        expected=lambda c: f"(B, *{(c, SIDE, SIDE)})",
+    ),
+    Case("batchnorm-train", lambda c, s: BatchNormFlow(c), frozen_forward=_frozen_batchnorm, expected=_perm_message),
+    Case(
+        "batchnorm-flat-train",
+        lambda c, s: BatchNormFlow(4 * c),
+        frozen_forward=_frozen_batchnorm,
+        **_flat,
+    ),
+    Case(
+        "logit-3bit",
+        lambda c, s: Logit(0.05, n_bits=3),
+        sample=_levels(3),
+        bad_in=lambda c: (),
+        bad_out=lambda c: (),
+        expected=lambda c: "(B, ...)",
+    ),
+    Case(
+        "logit-8bit-flat",
+        lambda c, s: Logit(1e-6, n_bits=8),
+        flat=True,
+        sample=_levels(8),
+        atol=1e-4,  # values up to 256 in float32: one ulp of p is 1.5e-5 in x
+        bad_in=lambda c: (),
+        bad_out=lambda c: (),
+        expected=lambda c: "(B, ...)",
+    ),
+]
+CASES += [
+    # RealNVP's masked couplings; the image ResNet holds batch norms, so it is tested in eval mode
+    Case(
+        "masked-checkerboard",
+        lambda c, s: MaskedAffineCoupling(checkerboard_mask(c, SIDE, SIDE), net=ResNet(c, 2 * c, hidden=8, blocks=1)).eval(),
+        eval_mode=True,
+        expected=lambda c: f"(B, {c}, {SIDE}, {SIDE})",
+    ),
+    Case(
+        "masked-channel",
+        lambda c, s: MaskedAffineCoupling(channel_mask(c, SIDE, SIDE, invert=True),
+                                          net=ResNet(c, 2 * c, hidden=8, blocks=1)).eval(),
+        eval_mode=True,
+        expected=lambda c: f"(B, {c}, {SIDE}, {SIDE})",
+    ),
+    Case(
+        "masked-flat",
+        lambda c, s: MaskedAffineCoupling(alternating_mask(4 * c), shift_net=MLP(4 * c, 4 * c, [8], "relu"),
+                                          log_scale_net=MLP(4 * c, 4 * c, [8], "tanh")),
+        flat=True,
+        bad_in=lambda c: (4 * c + 1,),
+        bad_out=lambda c: (4 * c + 1,),
+        expected=lambda c: f"(B, {4 * c})",
+    ),
 ]
 assert {f"affine-{name}" for name in SCALE_FUNCTIONS} <= {case.id for case in CASES}
 
@@ -141,7 +284,7 @@ def perturb(module: torch.nn.Module, seed: int = 0, scale: float = 0.1, gain_sca
 
 def random_input(case: Case, channels: int, batch: int, seed: int) -> Tensor:
     gen = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, *case.shape(channels), generator=gen)
+    return case.sample((batch, *case.shape(channels)), gen)
 
 
 def build(case: Case, channels: int = CHANNELS, seed: int = 0) -> Bijection:
@@ -173,7 +316,7 @@ def test_inverse_of_forward_is_identity(case):
     assert ld.dtype == torch.float32
     assert not torch.allclose(z.reshape(x.shape), x, atol=1e-3), "the layer is the identity: a vacuous test"
     assert x_back.shape == x.shape
-    assert _max_err(x_back, x) < 1e-5
+    assert _max_err(x_back, x) < case.atol
 
 
 def _single_example_logabsdet(fn, v: Tensor) -> Tensor:
@@ -197,12 +340,21 @@ def test_logdet_matches_autograd_jacobian_float64(case, direction):
     x = random_input(case, JAC_CHANNELS, 2, seed=2).double()
     if direction == "forward":
         fn, inputs = layer.forward, x
+        with torch.no_grad():
+            out, logdet = fn(inputs)
+        if case.batch_statistics:
+            # the per-example map given the batch's statistics: it must reproduce the forward
+            fn = case.frozen_forward(layer)
+            with torch.no_grad():
+                frozen_out, frozen_logdet = fn(inputs)
+            torch.testing.assert_close(frozen_out, out, rtol=0, atol=0)
+            torch.testing.assert_close(frozen_logdet, logdet, rtol=0, atol=0)
     else:
         with torch.no_grad():
-            inputs = layer(x)[0]
+            inputs = layer(x)[0]  # in training mode the inverse reuses this batch's statistics
         fn = layer.inverse
-    with torch.no_grad():
-        _, logdet = fn(inputs)
+        with torch.no_grad():
+            _, logdet = fn(inputs)
     assert logdet.dtype == torch.float64
     for i in range(inputs.shape[0]):
         expected = _single_example_logabsdet(fn, inputs[i])
@@ -216,7 +368,7 @@ def test_forward_and_inverse_logdets_sum_to_zero(case):
     with torch.no_grad():
         z, ld_forward = layer(x)
         _, ld_inverse = layer.inverse(z)
-    assert (ld_forward + ld_inverse).abs().max().item() < 1e-5
+    assert (ld_forward + ld_inverse).abs().max().item() < case.atol
 
 
 @parametrize_cases
@@ -243,6 +395,8 @@ def test_gradients_reach_every_parameter(case, direction):
 
 @parametrize_cases
 def test_batch_independence(case):
+    if case.batch_statistics:
+        pytest.skip("normalises with the batch's statistics by design (frozen-statistics Jacobian test)")
     layer = build(case)
     x = random_input(case, CHANNELS, BATCH, seed=5)
     with torch.no_grad():
@@ -253,15 +407,20 @@ def test_batch_independence(case):
             x_i, ld_inv_i = layer.inverse(z[i : i + 1])
             # float32 convolutions may sum in another order for another batch size
             for a, b in ((z_i[0], z[i]), (ld_i[0], ld[i]), (x_i[0], x_back[i]), (ld_inv_i[0], ld_inv[i])):
-                torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+                torch.testing.assert_close(a, b, rtol=1e-5, atol=case.atol)
 
 
 @parametrize_cases
 def test_eval_equals_train(case):
+    """Batch-norm layers differ between modes by design (tests/test_autoregressive.py checks
+    each mode against its definition): for them only grad mode must not matter."""
     layer = build(case)
     x = random_input(case, CHANNELS, BATCH, seed=6)
     results = []
-    for mode in ("train", "eval", "eval-no-grad"):
+    modes = ("train", "eval", "eval-no-grad")
+    if case.eval_mode or case.batch_statistics:
+        modes = modes[1:]
+    for mode in modes:
         layer.train(mode == "train")
         with torch.set_grad_enabled(mode != "eval-no-grad"):
             z, ld = layer(x)

@@ -1,8 +1,11 @@
 """Invertible layers sharing one contract: forward/inverse -> (output, logabsdet per example)."""
 
 from flowforge.bijections.actnorm import ActNorm, data_dependent_init, is_initialized
+from flowforge.bijections.autoregressive import MAFStep
 from flowforge.bijections.base import Bijection, Chain, Inverse
 from flowforge.bijections.coupling import AdditiveCoupling, AffineCoupling
+from flowforge.bijections.elementwise import BatchNormFlow, Logit
+from flowforge.bijections.masked_coupling import MaskedAffineCoupling
 from flowforge.bijections.permutations import (
     InvertibleConv1x1,
     InvertibleConv1x1LU,
@@ -16,11 +19,15 @@ __all__ = [
     "ActNorm",
     "AdditiveCoupling",
     "AffineCoupling",
+    "BatchNormFlow",
     "Bijection",
     "Chain",
     "Inverse",
     "InvertibleConv1x1",
     "InvertibleConv1x1LU",
+    "Logit",
+    "MAFStep",
+    "MaskedAffineCoupling",
     "ReversePermutation",
     "SCALE_FUNCTIONS",
     "ShufflePermutation",

@@ -1,0 +1,30 @@
+"""RealNVP for flat data (Dinh et al. 2017; the LGF code's flat baseline): affine couplings with
+alternating masks, a tanh MLP for the log-scale and a ReLU MLP for the shift, and optionally a
+batch-normalisation flow after each coupling."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from flowforge.bijections import Chain
+from flowforge.bijections.elementwise import BatchNormFlow
+from flowforge.bijections.masked_coupling import MaskedAffineCoupling, alternating_mask
+from flowforge.models.flat import FlatFlowModel
+from flowforge.models.registry import register
+from flowforge.nets.mlp import MLP
+
+
+@register("flat-realnvp")
+class FlatRealNVP(FlatFlowModel):
+    def __init__(self, dim: int, layers: int = 10, hidden: Sequence[int] = (100, 100), batch_norm: bool = True):
+        super().__init__(dim)
+        if dim < 2:
+            raise ValueError("a coupling flow needs at least 2 dimensions")
+        steps = []
+        for i in range(layers):
+            mask = alternating_mask(dim, invert=i % 2 == 1)
+            steps.append(MaskedAffineCoupling(mask, shift_net=MLP(dim, dim, hidden, "relu"),
+                                              log_scale_net=MLP(dim, dim, hidden, "tanh")))
+            if batch_norm:
+                steps.append(BatchNormFlow(dim))
+        self.flow = Chain(steps)
