@@ -180,12 +180,12 @@ class Trainer:
         return self.cfg.train.lr * self.state.lr_scale * (min(1.0, (step + 1) / warm) if warm else 1.0)
 
     def _train_step(self, step: int) -> dict | None:
-        images, labels = self._batch(step)
+        batch = self._batch(step)
         gen = _seeded(self.cfg.train.seed, 4, step, device=self.device)
         for group in self.optimizer.param_groups:
             group["lr"] = self._lr(step)
         self.model.train()
-        out = self.model.loss((images, labels), generator=gen)
+        out = self.model.loss(batch, generator=gen)
         if not torch.isfinite(out["loss"]):
             return None
         self.optimizer.zero_grad(set_to_none=True)
