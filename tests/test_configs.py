@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from conftest import CONFIGS
+from flowforge.data.registry import dataset_kind
 from flowforge.training.config import dump_toml, load_config
 from flowforge.training.runs import build_model
 
@@ -12,7 +13,21 @@ ALL = sorted(CONFIGS.glob("*.toml"))
 
 def test_configs_exist():
     assert {p.stem for p in ALL} >= {"demo-fashion-mnist", "glow-fashion-mnist", "glow-mnist", "glow-permutations",
-                                     "tiny-mnist"}
+                                     "tiny-mnist", "density-2d", "maf-digits", "maf-power", "maf-gas", "maf-hepmass",
+                                     "maf-miniboone", "maf-bsds300"}
+
+
+# the dimension of each flat data set after preprocessing (MAF paper table 1; digits 8x8)
+FLAT_DIMS = {"power": 6, "gas": 8, "hepmass": 21, "miniboone": 43, "bsds300": 63, "digits": 64}
+
+
+def _data_args_and_batch(cfg):
+    kind = dataset_kind(cfg.data.dataset)
+    if kind == "image":
+        images = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8)
+        return {"image_shape": (1, 28, 28), "n_bits": cfg.data.n_bits}, (images, torch.arange(4))
+    dim = 2 if kind == "toy2d" else FLAT_DIMS[cfg.data.dataset]
+    return {"dim": dim}, (torch.randn(8, dim),)
 
 
 @pytest.mark.parametrize("path", ALL, ids=[p.stem for p in ALL])
@@ -21,9 +36,9 @@ def test_config_builds_and_steps(path, tmp_path):
     resolved = tmp_path / "resolved.toml"
     resolved.write_text(dump_toml(cfg))
     assert load_config(resolved) == cfg
-    model = build_model(cfg, {"image_shape": (1, 28, 28), "n_bits": cfg.data.n_bits})
-    images = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8)
-    model.initialize(images)
-    out = model.loss((images, torch.arange(4)))
+    data_args, batch = _data_args_and_batch(cfg)
+    model = build_model(cfg, data_args)
+    model.initialize(*batch)
+    out = model.loss(batch)
     out["loss"].backward()
     assert torch.isfinite(out["loss"])
