@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 import time
@@ -42,24 +41,14 @@ def _train(args) -> int:
 
 def _eval(args) -> int:
     from flowforge.evaluation.summary import METRIC_NAMES
-    from flowforge.training.data_sources import make_source
-    from flowforge.training.report import write_report
-    from flowforge.training.runs import RunPaths, load_trained, select_device
+    from flowforge.training.pipeline import evaluate_run
 
-    device = select_device(args.device or "auto")
-    cfg, model, state = load_trained(args.run_dir, which=args.checkpoint, device=device)
-    source = make_source(cfg, args.data_dir)
-    samples = args.samples or cfg.eval.samples
-    result = source.evaluate(model, source.tensors(args.split), what=f"{args.split} split", device=device,
-                             batch_size=args.batch_size or cfg.eval.batch_size, samples=samples,
-                             progress=not args.no_progress)
-    metric = source.metric
-    result.update(metric=metric, split=args.split, samples=samples, checkpoint=state["checkpoint"],
-                  step=state["step"], command="flowforge " + shlex.join(sys.argv[1:]))
-    RunPaths(Path(args.run_dir)).eval_result(args.split).write_text(json.dumps(result, indent=2))
-    write_report(args.run_dir)
-    print(f"{args.split} {METRIC_NAMES[metric]}: {result[metric]:.4f} ± {result[metric + '_std_err']:.4f} over "
-          f"{result['examples']} examples (checkpoint {state['checkpoint']}, step {state['step']})")
+    r = evaluate_run(args.run_dir, split=args.split, command="flowforge " + shlex.join(sys.argv[1:]),
+                     data_dir=args.data_dir, which=args.checkpoint, samples=args.samples, batch_size=args.batch_size,
+                     device=args.device or "auto", progress=not args.no_progress)
+    metric = r["metric"]
+    print(f"{args.split} {METRIC_NAMES[metric]}: {r[metric]:.4f} ± {r[metric + '_std_err']:.4f} over "
+          f"{r['examples']} examples (checkpoint {r['checkpoint']}, step {r['step']})")
     return 0
 
 

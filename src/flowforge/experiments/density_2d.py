@@ -7,17 +7,13 @@ finished runs and resumes interrupted ones.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
 from flowforge.data.registry import DATASET_KINDS
-from flowforge.training.checkpoint import checkpoint_exists
-from flowforge.training.config import load_config
-from flowforge.training.data_sources import make_source
-from flowforge.training.runs import RunPaths, load_trained, read_run_config
-from flowforge.training.trainer import Trainer
+from flowforge.training.pipeline import evaluate_run, evaluated, train_or_resume
+from flowforge.training.runs import load_trained
 
 DATASETS = tuple(name for name, kind in DATASET_KINDS.items() if kind == "toy2d")
 MODELS = {
@@ -30,24 +26,13 @@ BOUNDS = ((-4.0, 4.0), (-4.0, 4.0))
 
 def _train_and_test(config: Path, run_dir: Path, dataset: str, model_overrides: list[str], steps: int | None,
                     progress: bool) -> tuple[dict, torch.nn.Module]:
-    paths = RunPaths(run_dir)
-    result_file = paths.eval_result("test")
-    if not result_file.is_file():
-        resume = checkpoint_exists(paths.last)
+    result = evaluated(run_dir)
+    if result is None:
         overrides = [f'data.dataset="{dataset}"', *model_overrides] + ([f"train.max_steps={steps}"] if steps else [])
-        cfg = load_config(None, [], base=read_run_config(run_dir).to_dict()) if resume else load_config(config, overrides)
-        state = Trainer(cfg, run_dir, progress=progress).fit(resume=resume)
-        cfg, model, ckpt = load_trained(run_dir, which="best")
-        source = make_source(cfg)
-        test = source.evaluate(model, source.tensors("test"), what=f"{run_dir.name} test split",
-                               batch_size=cfg.eval.batch_size, device="cpu")
-        params = sum(p.numel() for p in model.parameters())
-        result = {**test, "metric": "nll", "split": "test", "samples": 1, "checkpoint": ckpt["checkpoint"],
-                  "step": ckpt["step"], "steps": state.step, "train_seconds": state.elapsed_seconds,
-                  "parameters": params, "command": f"flowforge reproduce density-2d ({run_dir.name})"}
-        result_file.write_text(json.dumps(result, indent=2))
-    _, model, _ = load_trained(run_dir, which="best")
-    return json.loads(result_file.read_text()), model
+        train_or_resume(config, overrides, run_dir, progress=progress)
+        result = evaluate_run(run_dir, command=f"flowforge reproduce density-2d ({dataset}/{run_dir.name})",
+                              device="cpu")
+    return result, load_trained(run_dir, which="best")[1]
 
 
 def reproduce(out_dir: str | Path, config: str | Path = "configs/density-2d.toml", steps: int | None = None,

@@ -8,14 +8,9 @@ variants are kept, interrupted ones resume.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from flowforge.training.checkpoint import checkpoint_exists
-from flowforge.training.config import load_config
-from flowforge.training.data_sources import make_source
-from flowforge.training.runs import RunPaths, load_trained, read_run_config
-from flowforge.training.trainer import Trainer
+from flowforge.training.pipeline import evaluate_run, evaluated, train_or_resume
 
 COUPLINGS = ("additive", "affine")
 PERMUTATIONS = ("reverse", "shuffle", "conv1x1")
@@ -23,26 +18,13 @@ PERMUTATIONS = ("reverse", "shuffle", "conv1x1")
 
 def _run_variant(config: Path, run_dir: Path, coupling: str, permutation: str, budget: list[str],
                  data_dir: str | None, progress: bool) -> dict:
-    paths = RunPaths(run_dir)
-    result_file = paths.eval_result("test")
-    if result_file.is_file():
-        return json.loads(result_file.read_text())
-    overrides = [f'model.coupling="{coupling}"', f'model.permutation="{permutation}"', *budget]
-    resume = checkpoint_exists(paths.last)
-    cfg = load_config(None, [], base=read_run_config(run_dir).to_dict()) if resume else load_config(config, overrides)
-    state = Trainer(cfg, run_dir, data_dir=data_dir, progress=progress).fit(resume=resume)
-    cfg, model, ckpt = load_trained(run_dir, which="best", device=Trainer.device_for(cfg))
-    source = make_source(cfg, data_dir)
-    test = source.evaluate(model, source.tensors("test"), what=f"{run_dir.name} test split",
-                           batch_size=cfg.eval.batch_size, device=next(model.parameters()).device, progress=progress)
-    result = {
-        **test, "metric": "bpd", "split": "test", "samples": 1, "checkpoint": ckpt["checkpoint"], "step": ckpt["step"],
-        "coupling": coupling, "permutation": permutation, "steps": state.step,
-        "train_seconds": state.elapsed_seconds, "best_valid_bpd": state.best_valid,
-        "command": f"flowforge reproduce glow-permutations (variant {coupling}/{permutation})",
-    }
-    result_file.write_text(json.dumps(result, indent=2))
-    return result
+    result = evaluated(run_dir)
+    if result is None:
+        overrides = [f'model.coupling="{coupling}"', f'model.permutation="{permutation}"', *budget]
+        train_or_resume(config, overrides, run_dir, data_dir, progress)
+        result = evaluate_run(run_dir, command=f"flowforge reproduce glow-permutations ({run_dir.name})",
+                              data_dir=data_dir, progress=progress)
+    return {**result, "coupling": coupling, "permutation": permutation}
 
 
 def table(results: list[dict]) -> str:
@@ -50,7 +32,7 @@ def table(results: list[dict]) -> str:
              "|---|---|---|---|---|---|"]
     for r in results:
         lines.append(f"| {r['coupling']} | {r['permutation']} | {r['steps']} | {r['train_seconds']:.0f} | "
-                     f"{r['best_valid_bpd']:.4f} | {r['bpd']:.4f} ± {r['bpd_std_err']:.4f} |")
+                     f"{r['best_valid']:.4f} | {r['bpd']:.4f} ± {r['bpd_std_err']:.4f} |")
     return "\n".join(lines)
 
 
