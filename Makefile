@@ -9,7 +9,7 @@ SHARED_DATA := $(abspath ../shared/data)
 export FLOWFORGE_DATA ?= $(if $(wildcard $(SHARED_DATA)/mnist),$(SHARED_DATA),)
 DEMO_DIR ?= runs/demo
 
-.PHONY: test test-slow demo install data clean
+.PHONY: test demo install data clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,9 +25,6 @@ data: install
 
 test: data
 	$(BIN)/python -m pytest -q
-
-test-slow: data
-	$(BIN)/python -m pytest -q -m slow
 
 demo: data
 	rm -rf $(DEMO_DIR)
