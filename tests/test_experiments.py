@@ -28,3 +28,14 @@ def test_glow_permutations_table(tmp_path, capsys):
                     "affine | shuffle", "affine | conv1x1"):
         assert variant in text
     assert "results.md" in capsys.readouterr().out
+
+
+def test_flat_runs_evaluate_and_sample_from_the_command_line(tmp_path, capsys):
+    density_2d.reproduce(tmp_path, config=CONFIGS / "density-2d.toml", steps=5, datasets=("rings",), progress=False)
+    run = tmp_path / "rings" / "MAF-10"
+    assert main(["eval", str(run), "--no-progress"]) == 0
+    assert "test NLL" in capsys.readouterr().out
+    assert main(["sample", str(run), "--n", "50"]) == 0
+    assert (run / "samples" / "samples-T0.7.pt").is_file() and (run / "samples" / "density.png").is_file()
+    assert main(["sample", str(run), "--sweep"]) == 2
+    assert "need an image model" in capsys.readouterr().err
