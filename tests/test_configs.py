@@ -14,7 +14,7 @@ ALL = sorted(CONFIGS.glob("*.toml"))
 def test_configs_exist():
     assert {p.stem for p in ALL} >= {"demo-fashion-mnist", "glow-fashion-mnist", "glow-mnist", "glow-permutations",
                                      "tiny-mnist", "density-2d", "maf-digits", "maf-power", "maf-gas", "maf-hepmass",
-                                     "maf-miniboone", "maf-bsds300"}
+                                     "maf-miniboone", "maf-bsds300", "realnvp4-fashion-mnist", "realnvp8-fashion-mnist"}
 
 
 # the dimension of each flat data set after preprocessing (MAF paper table 1; digits 8x8)
