@@ -100,7 +100,7 @@ def train_classifier(cfg: RunConfig, run_dir: str | Path, data_dir: str | None =
         for group in optimizer.param_groups:
             group["lr"] = lr
         model.train()
-        out = model.loss((images[idx], labels[idx]), step=step)
+        out = model.loss((images[idx], labels[idx]), generator=_seeded(tc.seed, 4, step, device=device), step=step)
         optimizer.zero_grad(set_to_none=True)
         ok = bool(torch.isfinite(out["loss"]))
         if ok:
@@ -109,7 +109,7 @@ def train_classifier(cfg: RunConfig, run_dir: str | Path, data_dir: str | None =
             ok = bool(torch.isfinite(torch.nn.utils.clip_grad_norm_(model.parameters(), clip)))
         if ok:
             optimizer.step()
-            window.append({k: float(v) for k, v in out.items()})
+            window.append({k: float(v.detach()) for k, v in out.items()})
         else:
             skipped += 1
             optimizer.zero_grad(set_to_none=True)
@@ -117,7 +117,9 @@ def train_classifier(cfg: RunConfig, run_dir: str | Path, data_dir: str | None =
         elapsed += time.perf_counter() - clock  # training time only: validation is not counted
         bar.update(1)
         if step % tc.log_every == 0 and window:
-            mean = {k: sum(w.get(k, 0.0) for w in window) / len(window) for k in window[-1]}
+            # the penalty is present only on the steps it applies to: averaged over those
+            keys = {k for w in window for k in w}
+            mean = {k: sum(w[k] for w in window if k in w) / sum(k in w for w in window) for k in keys}
             _log_row(log_path, step=step, event="train", elapsed_s=elapsed, lr=lr, train_loss=mean["loss"],
                      train_accuracy=mean["accuracy"], train_penalty=mean.get("penalty", ""))
             bar.set_postfix(loss=f"{mean['loss']:.3f}", acc=f"{mean['accuracy']:.3f}",

@@ -30,6 +30,7 @@ from flowforge.distributions.gaussian import diag_gaussian_log_prob
 from flowforge.models.base import ImageFlowModel
 from flowforge.models.glow import COUPLINGS, PERMUTATIONS, flow_step
 from flowforge.models.registry import register
+from flowforge.objectives.regularisers import due, finite_difference_penalty, flow_nll_penalty
 
 REGULARISERS = ("none", "fd", "nf")
 
@@ -127,31 +128,39 @@ class INNClassifier(ImageFlowModel):
         """Predicted class of uint8 images."""
         return self.logits(self.prepare(images)).argmax(1)
 
-    def _regularise(self, x: Tensor, step: int | None) -> Tensor | None:
-        """The regulariser's term for this step, or None when it does not apply."""
-        if self.regulariser == "fd" and (step is None or step % self.fd_every == 0):
-            from flowforge.objectives.regularisers import finite_difference_penalty
+    def _flat_forward(self, x: Tensor) -> Tensor:
+        return self.flow(x)[0].flatten(1)
 
-            penalty = finite_difference_penalty(lambda u: self.flow(u)[0], lambda v: self.flow.inverse(v)[0], x,
-                                                eps=self.fd_epsilon)
+    def _flat_inverse(self, z: Tensor) -> Tensor:
+        return self.flow.inverse(z.reshape(-1, *self.latent_shape))[0]
+
+    def _penalty(self, x: Tensor, z: Tensor, logdet: Tensor, step: int | None,
+                 generator: torch.Generator | None) -> Tensor | None:
+        """The regulariser's term for this step (z, logdet = F(x) already computed), or None
+        when it does not apply."""
+        if self.regulariser == "fd" and (step is None or due(step, self.fd_every)):
+            penalty = finite_difference_penalty(self._flat_forward, self._flat_inverse, x, eps=self.fd_epsilon,
+                                                z=z.flatten(1), generator=generator)
             return self.fd_coefficient * penalty
         if self.regulariser == "nf":
-            from flowforge.objectives.regularisers import flow_nll_penalty
-
-            return flow_nll_penalty(self.log_prob, x, self.nf_coefficient)
+            # the body's log-density from the forward pass already made for the logits
+            return flow_nll_penalty(lambda _: diag_gaussian_log_prob(z) + logdet, x, self.nf_coefficient)
         return None
 
     def loss(self, batch, generator: torch.Generator | None = None, step: int | None = None) -> dict[str, Tensor]:
-        """Cross-entropy (+ the regulariser on the steps it applies to, all steps when `step` is None)."""
+        """Cross-entropy (+ the regulariser on the steps it applies to, every step when `step` is
+        None); `generator` draws the FD directions."""
         if not isinstance(batch, (tuple, list)) or len(batch) < 2:
             raise ValueError("an INN classifier trains on (images, labels) batches")
         images, labels = batch[0], batch[1]
         x = self.prepare(images)
-        logits = self.head(self.flow(x)[0].flatten(1))
+        self._check_input(x)
+        z, logdet = self.flow(x)
+        logits = self.head(z.flatten(1))
         ce = F.cross_entropy(logits, labels)
         out = {"cross_entropy": ce.detach(), "accuracy": (logits.argmax(1) == labels).float().mean()}
         loss = ce
-        penalty = self._regularise(x, step)
+        penalty = self._penalty(x, z, logdet, step, generator)
         if penalty is not None:
             out["penalty"] = penalty.detach()
             loss = loss + penalty
