@@ -4,9 +4,10 @@ from flowforge.models.base import FlowModel, ImageFlowModel
 from flowforge.models.flat import FlatFlowModel
 from flowforge.models.flat_realnvp import FlatRealNVP
 from flowforge.models.glow import Glow
+from flowforge.models.inn_classifier import INNClassifier
 from flowforge.models.maf import MAF
 from flowforge.models.realnvp import RealNVP
 from flowforge.models.registry import available, create, register
 
-__all__ = ["FlatFlowModel", "FlatRealNVP", "FlowModel", "Glow", "ImageFlowModel", "MAF", "RealNVP", "available",
+__all__ = ["FlatFlowModel", "FlatRealNVP", "FlowModel", "Glow", "ImageFlowModel", "INNClassifier", "MAF", "RealNVP", "available",
            "create", "register"]
