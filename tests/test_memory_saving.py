@@ -126,3 +126,32 @@ def test_glow_switches_give_autograd_gradients_in_float64(switch):
         assert (g is None) == (r is None)
         if r is not None:
             torch.testing.assert_close(g, r, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("regulariser", ["fd", "nf"])
+def test_memory_saving_attribute_gives_exact_gradients_of_a_regularised_classifier(regulariser):
+    from flowforge.models import create
+    from flowforge.training.memory_saving import MemorySavingChain, memory_saving_attribute
+
+    torch.manual_seed(0)
+    model = create("inn-classifier", image_shape=(1, 8, 8), levels=1, depth=2, hidden=8, coupling="affine",
+                   regulariser=regulariser, fd_every=1, fd_coefficient=0.5, nf_coefficient=0.5).double()
+    _perturb(model.flow, seed=6)
+    images = torch.randint(0, 256, (8, 1, 8, 8), generator=torch.Generator().manual_seed(7), dtype=torch.uint8)
+    labels = torch.arange(8) % 10
+    model.initialize(images)
+    params = list(model.parameters())
+
+    def grads():
+        out = model.loss((images, labels), generator=torch.Generator().manual_seed(8), step=0)
+        assert "penalty" in out
+        return torch.autograd.grad(out["loss"], params, allow_unused=True)
+
+    ref = grads()
+    with memory_saving_attribute(model, "flow"):
+        assert isinstance(model.flow, MemorySavingChain)
+        got = grads()
+    assert not isinstance(model.flow, MemorySavingChain)
+    for g, r in zip(got, ref):
+        if r is not None:
+            torch.testing.assert_close(g, r, rtol=0, atol=1e-10)

@@ -16,6 +16,9 @@ layer's input, so memory still grows with depth, but it needs no inverse and is 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
@@ -106,6 +109,37 @@ def memory_saving_forward(chain: Bijection, x: Tensor, context: Tensor | None = 
     return _ReversibleChain.apply(x, context, layers, *params)
 
 
+class MemorySavingChain(Bijection):
+    """A chain whose forward *and* inverse backprop by rebuilding activations (the inverse walks
+    the chain's inverse layers; their 'inverse' is the layers' forward). Holds the chain itself,
+    so parameters are shared with it."""
+
+    def __init__(self, chain: Bijection):
+        super().__init__()
+        self.chain = chain
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return memory_saving_forward(self.chain, x, context)
+
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return memory_saving_forward(Inverse(self.chain), z, context)
+
+
+@contextmanager
+def memory_saving_attribute(module: nn.Module, name: str = "flow") -> Iterator[nn.Module]:
+    """Within the block, `module.<name>` (a chain) is wrapped in `MemorySavingChain`, so code that
+    calls it (a model's loss, its regulariser's forward and inverse maps) backprops without
+    stored activations; restored on exit. The state dict is unchanged outside the block."""
+    original = getattr(module, name)
+    if not isinstance(original, Bijection):
+        raise TypeError(f"{type(module).__name__}.{name} must be a Bijection, got {type(original).__name__}")
+    setattr(module, name, MemorySavingChain(original))
+    try:
+        yield module
+    finally:
+        setattr(module, name, original)
+
+
 def checkpointed_forward(chain: Bijection, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """`chain(x, context)` with torch.utils.checkpoint around each top-level layer: stores each
     layer's input only and recomputes the layer in backward (exact; memory still O(depth))."""
@@ -129,4 +163,4 @@ def run_chain(chain: Bijection, x: Tensor, context: Tensor | None = None, memory
     return chain(x, context=context)
 
 
-__all__ = ["checkpointed_forward", "leaf_layers", "memory_saving_forward", "run_chain"]
+__all__ = ["MemorySavingChain", "checkpointed_forward", "memory_saving_attribute", "leaf_layers", "memory_saving_forward", "run_chain"]
