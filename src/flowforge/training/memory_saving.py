@@ -101,7 +101,8 @@ class _ReversibleChain(torch.autograd.Function):
 
 def memory_saving_forward(chain: Bijection, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """`chain(x, context)` whose backward rebuilds each layer's input from its output (module
-    docstring). Every layer must have an exact inverse. Under no_grad this is the plain forward."""
+    docstring). Every layer must have an exact inverse (layers normalising with batch statistics in training
+    mode do not: put them in eval mode). Under no_grad this is the plain forward."""
     layers = leaf_layers(chain)
     params = [p for p in _unique_parameters(layers) if p.requires_grad]
     if not torch.is_grad_enabled() or not (x.requires_grad or params or (context is not None and context.requires_grad)):
@@ -163,4 +164,5 @@ def run_chain(chain: Bijection, x: Tensor, context: Tensor | None = None, memory
     return chain(x, context=context)
 
 
-__all__ = ["MemorySavingChain", "checkpointed_forward", "memory_saving_attribute", "leaf_layers", "memory_saving_forward", "run_chain"]
+__all__ = ["MemorySavingChain", "checkpointed_forward", "leaf_layers", "memory_saving_attribute", "memory_saving_forward",
+           "run_chain"]
