@@ -49,11 +49,12 @@ def _stats(values: torch.Tensor) -> dict:
 
 
 def evaluate_variant(run_dir: str | Path, data_dir: str | None = None, svd_images: int = 100, power_iters: int = 30,
-                     batch_size: int = 500, progress: bool = False) -> dict:
+                     batch_size: int = 500, test_examples: int = 0, progress: bool = False) -> dict:
     """Test accuracy, reconstruction errors and Jacobian singular values of the run's checkpoint
-    selected on validation; written to RUN_DIR/inn-eval-test.json and returned."""
+    selected on validation (on the first `test_examples` test images; 0 = all); written to
+    RUN_DIR/inn-eval-test.json and returned."""
     cfg, model, state = load_trained(run_dir, which="best")
-    images, labels = ImageSource(cfg, data_dir).tensors("test")
+    images, labels = ImageSource(cfg, data_dir).tensors("test", test_examples)
     result = {"checkpoint_step": state["step"], "valid_accuracy": state["valid_accuracy"]}
     result.update(classification_accuracy(model, images, labels, batch_size=batch_size, progress=progress))
     forward, inverse = invertible_map(model)
@@ -89,7 +90,8 @@ def table(rows: list[dict]) -> str:
 
 
 def _run_variant(config: Path, run_dir: Path, coupling: str, permutation: str, regulariser: str,
-                 budget: list[str], data_dir: str | None, progress: bool, svd_images: int, power_iters: int) -> dict:
+                 budget: list[str], data_dir: str | None, progress: bool, svd_images: int, power_iters: int,
+                 test_examples: int) -> dict:
     result_path = run_dir / RESULT_FILE
     summary_path = run_dir / "train-summary.json"
     if result_path.is_file() and summary_path.is_file():
@@ -100,7 +102,8 @@ def _run_variant(config: Path, run_dir: Path, coupling: str, permutation: str, r
                      f'model.regulariser="{regulariser}"', *budget]
         summary = train_classifier(load_config(config, overrides), run_dir, data_dir, progress)
         summary_path.write_text(json.dumps(summary, indent=2))
-        result = evaluate_variant(run_dir, data_dir, svd_images, power_iters, progress=progress)
+        result = evaluate_variant(run_dir, data_dir, svd_images, power_iters, test_examples=test_examples,
+                                  progress=progress)
     return {**result, "steps": summary["steps"], "train_seconds": summary["train_seconds"],
             "skipped_steps": summary["skipped_steps"], "coupling": coupling, "permutation": permutation,
             "regulariser": regulariser}
@@ -108,11 +111,11 @@ def _run_variant(config: Path, run_dir: Path, coupling: str, permutation: str, r
 
 def reproduce(out_dir: str | Path, config: str | Path = "configs/inn-classifier.toml", steps: int | None = None,
               minutes: float | None = None, data_dir: str | None = None, progress: bool = True,
-              svd_images: int = 100, power_iters: int = 30,
+              svd_images: int = 100, power_iters: int = 30, test_examples: int = 0,
               variants: tuple[tuple[str, str, str], ...] | None = None) -> str:
     """Train and evaluate the variants (default all 12) under `out_dir`; write results.md and
     results.json and return the table. The budget is the config's unless `steps` or `minutes`
-    (per variant) is given."""
+    (per variant) is given; `test_examples` > 0 evaluates on that many test images only (tests)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     budget = [f"train.max_steps={steps}"] if steps else []
@@ -120,7 +123,7 @@ def reproduce(out_dir: str | Path, config: str | Path = "configs/inn-classifier.
         budget += [f"train.max_minutes={minutes}"] + ([] if steps else ["train.max_steps=1000000000"])
     variants = variants or tuple((c, p, r) for c in COUPLINGS for p in PERMUTATIONS for r in REGULARISERS)
     rows = [_run_variant(Path(config), out_dir / f"{c}-{p}-{r}", c, p, r, budget, data_dir, progress, svd_images,
-                         power_iters) for c, p, r in variants]
+                         power_iters, test_examples) for c, p, r in variants]
     text = table(rows)
     (out_dir / "results.json").write_text(json.dumps(rows, indent=2))
     (out_dir / "results.md").write_text(
