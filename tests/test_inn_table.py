@@ -45,3 +45,17 @@ def test_table_trains_measures_and_reuses(tmp_path):
         assert jac["condition"]["min"] >= 1.0 - 1e-6  # sigma_max >= sigma_min
         assert jac["sigma_min"]["min"] <= jac["sigma_max"]["max"]
     assert (tmp_path / "results.md").read_text().count("\n|") >= 3
+
+
+@needs_mnist
+def test_flowforge_train_runs_the_classifier_loop(tmp_path, capsys):
+    from flowforge.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", str(CONFIGS / "inn-classifier.toml"), "--run-dir", str(run), "--no-progress",
+                 "--set", 'data.dataset="mnist"', "--set", "model.depth=1", "--set", "model.hidden=8",
+                 "--set", "train.max_steps=3", "--set", "train.valid_examples=50", "--set", "train.init_batch=64"]) == 0
+    assert "best validation accuracy" in capsys.readouterr().out
+    assert (run / "checkpoints" / "best").is_dir() and (run / "config.toml").is_file()
+    assert main(["train", "--resume", "--run-dir", str(run), "--no-progress"]) == 2
+    assert "not resumable" in capsys.readouterr().err
