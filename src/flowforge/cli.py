@@ -31,11 +31,25 @@ def _train(args) -> int:
         run_dir = Path(args.run_dir or Path("runs") / f"{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
     if args.device:
         cfg.train.device = args.device
+    if cfg.model.name == "inn-classifier":  # a classifier: its own loop, selected on validation accuracy
+        return _train_classifier(cfg, run_dir, args)
     trainer = Trainer(cfg, run_dir, data_dir=args.data_dir, progress=not args.no_progress)
     state = trainer.fit(resume=args.resume)
     print(f"run directory: {run_dir}")
     print(f"steps: {state.step}; best validation {METRIC_NAMES[state.metric]} {state.best_valid:.4f} at step {state.best_step}; "
           f"training time {state.elapsed_seconds:.1f} s")
+    return 0
+
+
+def _train_classifier(cfg, run_dir: Path, args) -> int:
+    from flowforge.experiments.inn_training import train_classifier
+
+    if args.resume:
+        raise FlowforgeError("inn-classifier runs are not resumable (minutes long); train again into a new --run-dir")
+    s = train_classifier(cfg, run_dir, data_dir=args.data_dir, progress=not args.no_progress)
+    print(f"run directory: {run_dir}")
+    print(f"steps: {s['steps']} ({s['skipped_steps']} skipped); best validation accuracy {s['best_valid_accuracy']:.4f} "
+          f"at step {s['best_step']}; training time {s['train_seconds']:.1f} s")
     return 0
 
 
@@ -93,9 +107,10 @@ def _sample(args) -> int:
 
 
 def _reproduce(args) -> int:
-    from flowforge.experiments import density_2d, glow_permutations, gradient_angles, toy_regression
+    from flowforge.experiments import density_2d, glow_permutations, gradient_angles, inn_table, toy_regression
 
     experiments = {"glow-permutations": glow_permutations.reproduce, "density-2d": density_2d.reproduce,
+                   "inn-table": inn_table.reproduce,
                    "toy-regression": toy_regression.reproduce, "gradient-angle": gradient_angles.reproduce}
     out = args.out_dir or f"runs/{args.name}"
     kwargs = {"steps": args.steps, "minutes": args.minutes}
@@ -152,11 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_sample)
 
     p = sub.add_parser("reproduce", parents=[common], help="a paper experiment end to end, with its table")
-    p.add_argument("name", choices=["glow-permutations", "density-2d", "toy-regression", "gradient-angle"])
+    p.add_argument("name", choices=["glow-permutations", "density-2d", "inn-table", "toy-regression", "gradient-angle"])
     p.add_argument("--out-dir", help="where the runs and results.md go (default runs/NAME)")
     p.add_argument("--config", help="base config (default configs/NAME.toml)")
     p.add_argument("--steps", type=int, help="training steps per run (default: the config's max_steps)")
-    p.add_argument("--minutes", type=float, help="glow-permutations: training time per variant instead of --steps")
+    p.add_argument("--minutes", type=float,
+                   help="glow-permutations, inn-table: training time per variant instead of --steps")
     p.set_defaults(func=_reproduce)
 
     p = sub.add_parser("data", help="find (or download into the per-user cache) the named data sets")
