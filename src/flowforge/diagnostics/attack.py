@@ -45,7 +45,7 @@ class AttackResult:
     @property
     def worst(self) -> Tensor:
         """(B,) the largest error met during the attack; inf where it broke (NaN counts as inf)."""
-        return self.errors.nan_to_num(nan=float("inf")).max(dim=0).values
+        return self.errors.nan_to_num(nan=float("inf"), posinf=float("inf")).max(dim=0).values
 
 
 def _errors(x: Tensor, rebuilt: Tensor) -> Tensor:

@@ -34,7 +34,7 @@ def save_worst_images(result: AttackResult, inverse_of_forward, path: Path, n_bi
     with the largest final error (non-finite first)."""
     from flowforge.viz import save_rows
 
-    order = result.final.nan_to_num(nan=float("inf")).argsort(descending=True)[:k]
+    order = result.final.nan_to_num(nan=float("inf"), posinf=float("inf")).argsort(descending=True)[:k]
     with torch.no_grad():
         rebuilt = inverse_of_forward(result.x_attacked[order])
     rows = [_displayable(t, n_bits) for t in (result.x_natural[order], result.x_attacked[order], rebuilt)]
