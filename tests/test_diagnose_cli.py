@@ -81,8 +81,10 @@ def test_reproduce_attack_puts_models_side_by_side(tiny_run, tmp_path):
     models = {"first": TINY, "second": TINY}
     for label in models:  # finished runs are continued (nothing left to train), then attacked
         shutil.copytree(tiny_run, out / label)
-    table = attack_experiment.reproduce(out, models=models, examples=2, attack_steps=2, progress=False)
-    assert "| first | 10 |" in table and "| second | 10 |" in table
-    assert "attack-curves.png" in (out / "results.md").read_text()
-    assert (out / "attack-curves.png").stat().st_size > 1000
-    assert (out / "first" / "attack" / "attack.json").is_file()
+    table = attack_experiment.reproduce(out, models=models, examples=2, attack_steps=2, progress=False, screen=20)
+    for label in models:
+        assert f"| {label} | first 2 | 10 |" in table and f"| {label} | worst 2 of first 20 | 10 |" in table
+    screened = json.loads((out / "first" / "attack-screen20" / "attack.json").read_text())
+    assert screened["screened"] == 20 and len(screened["indices"]) == 2 and max(screened["indices"]) < 20
+    for name in ("attack-curves.png", "attack-screen20-curves.png"):
+        assert name in (out / "results.md").read_text() and (out / name).stat().st_size > 1000

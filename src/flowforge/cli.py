@@ -129,7 +129,7 @@ def _attack(args) -> int:
     summary, _ = attack_run(args.run_dir, split=args.split, examples=args.examples, steps=args.steps,
                             step_size=args.step_size, out=out, seed=args.seed, data_dir=args.data_dir,
                             which=args.checkpoint, command="flowforge " + shlex.join(sys.argv[1:]),
-                            progress=not args.no_progress)
+                            progress=not args.no_progress, screen=args.screen)
     final = summary["final"]
     print(f"attack ({summary['steps']} steps, eps {summary['epsilon']:g}) on {final['examples']} images: final "
           f"reconstruction error mean {final['mean']}, max {final['max']}, non-finite {final['non_finite']}")
@@ -210,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--examples", type=int, default=32)
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--step-size", type=float, default=5e-4)
+    p.add_argument("--screen", type=int, default=0, metavar="N",
+                   help="attack the --examples images of the first N whose round trip is worst (default: the first ones)")
     p.add_argument("--out", help="output folder (default RUN_DIR/attack)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from flowforge.data.quantisation import to_model_space, to_uint8
 from flowforge.diagnostics.attack import PAPER_STEP_SIZE, PAPER_STEPS, AttackResult, attack_radius, invertibility_attack
 from flowforge.diagnostics.maps import invertible_map
-from flowforge.diagnostics.reconstruction import error_summary
+from flowforge.diagnostics.reconstruction import error_summary, reconstruction_errors
 from flowforge.errors import FlowforgeError
 
 WORST_SHOWN = 8
@@ -50,9 +50,11 @@ def summarise(result: AttackResult) -> dict:
 def attack_run(run_dir: str | Path, split: str = "test", examples: int = 32, steps: int = PAPER_STEPS,
                step_size: float = PAPER_STEP_SIZE, out: str | Path | None = None, seed: int = 0,
                data_dir: str | None = None, which: str = "best", command: str = "", progress: bool = True,
-               batch_size: int = 64) -> tuple[dict, AttackResult]:
-    """Attack the first `examples` images of `split`; write OUT/attack.json, attack-curve.png and
-    attack-worst.png (OUT defaults to RUN_DIR/attack); return the summary and the raw result."""
+               batch_size: int = 64, screen: int = 0) -> tuple[dict, AttackResult]:
+    """Attack the first `examples` images of `split`, or with `screen` = N the `examples` images
+    of the first N whose round trip at the cell centre is worst (inf / NaN first); write
+    OUT/attack.json, attack-curve.png and attack-worst.png (OUT defaults to RUN_DIR/attack);
+    return the summary and the raw result."""
     from flowforge.training.data_sources import ImageSource, make_source
     from flowforge.training.runs import load_trained
     from flowforge.viz.stability_plots import save_attack_curves
@@ -63,8 +65,15 @@ def attack_run(run_dir: str | Path, split: str = "test", examples: int = 32, ste
         raise FlowforgeError("the invertibility attack works on image models (it attacks inside a dequantisation cell)")
     out = Path(out) if out else Path(run_dir) / "attack"
     out.mkdir(parents=True, exist_ok=True)
-    x_nat = cell_centres(source.tensors(split, examples)[0], model.n_bits)
+    if screen and screen < examples:
+        raise FlowforgeError(f"--screen {screen} must be at least --examples {examples}")
+    x_nat = cell_centres(source.tensors(split, screen or examples)[0], model.n_bits)
     forward, inverse = invertible_map(model)
+    chosen = torch.arange(len(x_nat))
+    if screen:
+        errors = reconstruction_errors(forward, inverse, x_nat, batch_size)
+        chosen = errors.nan_to_num(nan=float("inf"), posinf=float("inf")).argsort(descending=True)[:examples]
+        x_nat = x_nat[chosen]
     gen = torch.Generator().manual_seed(seed)
     eps = attack_radius(model.n_bits)
     parts = []
@@ -76,7 +85,8 @@ def attack_run(run_dir: str | Path, split: str = "test", examples: int = 32, ste
                           x_attacked=torch.cat([p.x_attacked for p in parts]),
                           errors=torch.cat([p.errors for p in parts], dim=1), epsilon=eps)
     summary = summarise(result)
-    summary.update(run_dir=str(run_dir), split=split, examples=len(x_nat), step_size=step_size, seed=seed,
+    summary.update(run_dir=str(run_dir), split=split, examples=len(x_nat), screened=screen, indices=chosen.tolist(),
+                   step_size=step_size, seed=seed,
                    n_bits=model.n_bits, checkpoint=state["checkpoint"], step=state["step"], command=command)
     label = Path(run_dir).name
     summary["figures"] = {
