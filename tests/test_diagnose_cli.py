@@ -67,6 +67,7 @@ def test_attack_cli_writes_curve_worst_images_and_json(tiny_run, tmp_path):
     assert main(["attack", str(tiny_run), "--examples", "3", "--steps", "4", "--out", str(out), *QUIET]) == 0
     s = json.loads((out / "attack.json").read_text())
     assert s["steps"] == 4 and s["epsilon"] == 0.5 / 2**5 and s["final"]["examples"] == 3 and s["n_bits"] == 5
+    assert s["largest_finite_error"] >= max(s["final"]["max"], s["start"]["max"])
     raw = torch.load(out / "attack-result.pt")
     assert raw["errors"].shape == (5, 3)  # before each step and after the last
     images = load_image_split("mnist", "test", data_dir=os.environ["FLOWFORGE_DATA"]).images[:3]

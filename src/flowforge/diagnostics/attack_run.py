@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 from flowforge.data.quantisation import to_model_space, to_uint8
 from flowforge.diagnostics.attack import PAPER_STEP_SIZE, PAPER_STEPS, AttackResult, attack_radius, invertibility_attack
 from flowforge.diagnostics.maps import invertible_map
+from flowforge.diagnostics.summary import finite_stats
 from flowforge.diagnostics.reconstruction import error_summary, reconstruction_errors
 from flowforge.errors import FlowforgeError
 
@@ -44,7 +45,9 @@ def save_worst_images(result: AttackResult, inverse_of_forward, path: Path, n_bi
 def summarise(result: AttackResult) -> dict:
     return {"epsilon": result.epsilon, "steps": result.errors.shape[0] - 1,
             "start": error_summary(result.errors[0]), "final": error_summary(result.final),
-            "worst_during_attack": error_summary(result.worst)}
+            "worst_during_attack": error_summary(result.worst),
+            # also the examples that broke later: how large their error grew while still finite
+            "largest_finite_error": finite_stats(result.errors)["max"]}
 
 
 def attack_run(run_dir: str | Path, split: str = "test", examples: int = 32, steps: int = PAPER_STEPS,

@@ -34,14 +34,16 @@ def _g(value) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| model | attacked images | train steps | train time (s) | best valid bpd | attacked images | error at start (mean) | "
-             "final error mean | final median | final max (finite) | final non-finite |",
+    lines = ["| model | selection | train steps | train time (s) | best valid bpd | images | start mean / max | "
+             "final mean / median / max (finite) | final non-finite | largest finite error at any step | "
+             "non-finite at any step |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        f = r["final"]
-        lines.append(f"| {r['label']} | {r['selection']} | {r['train_steps']} | {r['train_seconds']:.0f} | {r['best_valid']:.3f} | "
-                     f"{f['examples']} | {_g(r['start']['mean'])} | {_g(f['mean'])} | {_g(f['median'])} | "
-                     f"{_g(f['max'])} | {f['non_finite']} |")
+        f, st, w = r["final"], r["start"], r["worst_during_attack"]
+        lines.append(f"| {r['label']} | {r['selection']} | {r['train_steps']} | {r['train_seconds']:.0f} | "
+                     f"{r['best_valid']:.3f} | {f['examples']} | {_g(st['mean'])} / {_g(st['max'])} | "
+                     f"{_g(f['mean'])} / {_g(f['median'])} / {_g(f['max'])} | {f['non_finite']} | {_g(r.get('largest_finite_error'))} | "
+                     f"{w['non_finite']} |")
     return "\n".join(lines)
 
 

@@ -46,7 +46,7 @@ def save_error_histogram(path: str | Path, errors: dict[str, Tensor], title: str
         ax.hist(logs, bins=40, alpha=0.6, label=f"{name}: {kept.numel()} finite{_non_finite_note(e)}")
     ax.set_xlabel("log10 reconstruction error (L2, model space)")
     ax.set_ylabel("examples")
-    ax.set_title(title)
+    ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     return _save(fig, path)
 
@@ -62,7 +62,7 @@ def save_spectrum(path: str | Path, spectra: dict[str, Tensor], title: str = "Ja
     ax.set_yscale("log")
     ax.set_xlabel("index (descending)")
     ax.set_ylabel("singular value")
-    ax.set_title(title)
+    ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     return _save(fig, path)
 
@@ -81,6 +81,6 @@ def save_attack_curves(path: str | Path, curves: dict[str, Tensor], title: str =
     ax.set_yscale("log")
     ax.set_xlabel("attack step")
     ax.set_ylabel("||x' - F^-1(F(x'))||")
-    ax.set_title(title)
+    ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     return _save(fig, path)
