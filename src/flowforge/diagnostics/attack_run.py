@@ -3,6 +3,7 @@ with the error curve, the worst images and attack.json (see diagnostics/attack.p
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -18,6 +19,17 @@ from flowforge.diagnostics.reconstruction import error_summary, reconstruction_e
 from flowforge.errors import FlowforgeError
 
 WORST_SHOWN = 8
+
+
+def map_only(model):
+    """A context in which the model may skip work the attack does not need: residual flows compute
+    no log-det estimate inside `flowforge.bijections.residual.logdet_skipped` (when that module
+    exists); other models are left as they are."""
+    try:
+        from flowforge.bijections.residual import logdet_skipped
+    except ImportError:
+        return contextlib.nullcontext()
+    return logdet_skipped(model)
 
 
 def cell_centres(images: Tensor, n_bits: int) -> Tensor:
@@ -60,7 +72,6 @@ def attack_run(run_dir: str | Path, split: str = "test", examples: int = 32, ste
     return the summary and the raw result."""
     from flowforge.training.data_sources import ImageSource, make_source
     from flowforge.training.runs import load_trained
-    from flowforge.viz.stability_plots import save_attack_curves
 
     cfg, model, state = load_trained(run_dir, which=which, device="cpu")
     source = make_source(cfg, data_dir)
@@ -70,6 +81,15 @@ def attack_run(run_dir: str | Path, split: str = "test", examples: int = 32, ste
     out.mkdir(parents=True, exist_ok=True)
     if screen and screen < examples:
         raise FlowforgeError(f"--screen {screen} must be at least --examples {examples}")
+    with map_only(model):
+        return _attack(model, source, run_dir, split, examples, steps, step_size, out, seed, command, progress,
+                       batch_size, screen, state)
+
+
+def _attack(model, source, run_dir, split, examples, steps, step_size, out, seed, command, progress,
+            batch_size, screen, state) -> tuple[dict, AttackResult]:
+    from flowforge.viz.stability_plots import save_attack_curves
+
     x_nat = cell_centres(source.tensors(split, screen or examples)[0], model.n_bits)
     forward, inverse = invertible_map(model)
     chosen = torch.arange(len(x_nat))
