@@ -134,3 +134,16 @@ def test_training_diagnostics_columns_are_metrics_columns_and_mode_is_restored()
     values = training_diagnostics(model, torch.rand(6, 1, 4, 4) - 0.5, condition_examples=2, iters=5)
     assert set(values) == set(COLUMNS) and model.training
     assert values["recon_non_finite"] == 0 and values["recon_max"] < 1e-4 and values["condition_max"] >= 1.0
+
+
+def test_figures_accept_non_finite_values_and_count_them(tmp_path):
+    from flowforge.viz.stability_plots import save_attack_curves, save_error_histogram, save_spectrum
+
+    broken = torch.tensor([float("inf"), float("nan")], dtype=torch.float64)
+    errors = {"data": torch.tensor([1e-6, 2e-6, 0.0], dtype=torch.float64), "noise": broken}
+    assert save_error_histogram(tmp_path / "h.png", errors).stat().st_size > 1000
+    spectrum = torch.tensor([[3.0, 2.0, 1.0], [float("nan")] * 3], dtype=torch.float64)
+    assert save_spectrum(tmp_path / "s.png", {"F": spectrum}).stat().st_size > 1000
+    curve = torch.rand(4, 2, dtype=torch.float64)
+    curve[2:] = float("nan")  # every example broken from step 2: gaps, no warning
+    assert save_attack_curves(tmp_path / "c.png", {"m": curve}).stat().st_size > 1000
