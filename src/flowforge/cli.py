@@ -31,6 +31,10 @@ def _train(args) -> int:
         run_dir = Path(args.run_dir or Path("runs") / f"{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
     if args.device:
         cfg.train.device = args.device
+    from flowforge.training.distributed import launched_by_torchrun
+
+    if launched_by_torchrun():  # torchrun --nproc-per-node N -m flowforge.cli train ...
+        from flowforge.training.distributed_trainer import DistributedTrainer as Trainer  # noqa: N814
     trainer = Trainer(cfg, run_dir, data_dir=args.data_dir, progress=not args.no_progress)
     state = trainer.fit(resume=args.resume)
     print(f"run directory: {run_dir}")
@@ -105,6 +109,12 @@ def _reproduce(args) -> int:
     return 0
 
 
+def _bench(args) -> int:
+    from flowforge.bench.cli import run_bench_command
+
+    return run_bench_command(args)
+
+
 def _data(args) -> int:
     from flowforge.data import find_dataset_dir
 
@@ -157,6 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="training steps per run (default: the config's max_steps)")
     p.add_argument("--minutes", type=float, help="glow-permutations: training time per variant instead of --steps")
     p.set_defaults(func=_reproduce)
+
+    from flowforge.bench.cli import add_bench_parser
+
+    add_bench_parser(sub, common, _bench)
 
     p = sub.add_parser("data", help="find (or download into the per-user cache) the named data sets")
     p.add_argument("names", nargs="+", choices=["mnist", "fashion-mnist"])

@@ -61,8 +61,13 @@ class TrainConfig:
     patience: int = 0
     nonfinite_patience: int = 5
     lr_backoff: float = 0.5
+    # speed switches (training/speed.py), off by default
+    channels_last: bool = False
+    coupling_dtype: str = "float32"
+    compile: bool = False
 
-    CHOICES = {"optimizer": ("adamax", "adam"), "device": ("auto", "cpu", "cuda")}
+    CHOICES = {"optimizer": ("adamax", "adam"), "device": ("auto", "cpu", "cuda"),
+               "coupling_dtype": ("float32", "bfloat16", "float16")}
     RANGES = {
         "lr": (0.0, 10.0), "warmup_steps": (0, 10**9), "batch_size": (1, 10**6), "max_steps": (1, 10**9),
         "max_minutes": (0.0, 10**6), "grad_clip": (0.0, 1e12), "ema_decay": (0.0, 0.999999),

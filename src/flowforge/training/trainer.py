@@ -32,6 +32,7 @@ from flowforge.training.metrics import MetricsLog
 from flowforge.training.report import write_report
 from flowforge.training.data_sources import make_source
 from flowforge.training.runs import RunPaths, build_model, select_device
+from flowforge.training.speed import SpeedOptions, apply_speed_options
 
 VALIDATION_SEED = 1234
 SAMPLE_SEED = 4321
@@ -83,6 +84,7 @@ class Trainer:
         self.data_args = self.source.model_args()
         self.model = build_model(cfg, self.data_args).to(self.device)
         self.ema = EMA(self.model, cfg.train.ema_decay)
+        apply_speed_options(self.model, SpeedOptions.from_train_config(cfg.train))  # training copy only
         self.optimizer = _optimizer(cfg, self.model)
         self.state = TrainState(metric=self.source.metric)
         self._epoch_perm: tuple[int, torch.Tensor] | None = None
