@@ -65,6 +65,7 @@ class TrainConfig:
     channels_last: bool = False
     coupling_dtype: str = "float32"
     compile: bool = False
+    sync_free_skip: bool = False
 
     CHOICES = {"optimizer": ("adamax", "adam"), "device": ("auto", "cpu", "cuda"),
                "coupling_dtype": ("float32", "bfloat16", "float16")}
