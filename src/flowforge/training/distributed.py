@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,8 +87,10 @@ class BitsPerDimLoss(nn.Module):
 
 def wrap(model: ImageFlowModel, device: torch.device) -> DistributedDataParallel:
     # buffers (actnorm flags, permutations) are identical on every rank: no per-step broadcast
-    return DistributedDataParallel(BitsPerDimLoss(model), device_ids=[device.index] if device.type == "cuda" else None,
-                                   broadcast_buffers=False)
+    with warnings.catch_warnings():  # torch 2.13 renames the option; the old one keeps the init-time behaviour
+        warnings.simplefilter("ignore", FutureWarning)
+        return DistributedDataParallel(BitsPerDimLoss(model), device_ids=[device.index] if device.type == "cuda" else None,
+                                       broadcast_buffers=False)
 
 
 def sharded_input(model: ImageFlowModel, images: Tensor, generator: torch.Generator, info: DistInfo) -> Tensor:
