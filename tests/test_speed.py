@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import CONFIGS, needs_mnist
 from flowforge.errors import ConfigError
 from flowforge.models.glow import Glow
 from flowforge.training.config import load_config
@@ -70,3 +71,21 @@ def test_compiled_coupling_nets_give_the_same_log_density():
     reference = model.log_prob(x).detach()
     apply_speed_options(model, SpeedOptions(compile=True))
     torch.testing.assert_close(model.log_prob(x).detach(), reference, rtol=1e-5, atol=1e-4)
+
+
+@needs_mnist
+def test_training_with_speed_switches_resumes_exactly(tmp_path):
+    from safetensors.torch import load_file
+
+    from flowforge.cli import main
+
+    tiny = str(CONFIGS / "tiny-mnist.toml")
+    switches = ["--set", "train.channels_last=true", "--set", "train.coupling_dtype=bfloat16",
+                "--set", "train.sync_free_skip=true", "--no-progress"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert main(["train", tiny, "--run-dir", str(straight), "--set", "train.max_steps=12", *switches]) == 0
+    assert main(["train", tiny, "--run-dir", str(split), "--set", "train.max_steps=6", *switches]) == 0
+    assert main(["train", "--resume", "--run-dir", str(split), "--set", "train.max_steps=12", *switches]) == 0
+    a, b = (load_file(str(r / "checkpoints" / "last" / "model.safetensors")) for r in (straight, split))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert "coupling_dtype = \"bfloat16\"" in (straight / "config.toml").read_text()
