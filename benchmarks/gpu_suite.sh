@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The issue-3 measurements on the GPU machine, in stages that each fit a 10-minute job.
 #
-#   benchmarks/gpu_suite.sh STAGE [OUT_DIR]        (OUT_DIR default: results/gpu)
+#   benchmarks/gpu_suite.sh STAGE [OUT_DIR]        (OUT_DIR default: benchmarks/results/gpu)
 #
 # Stages (run each as its own job; the training stages resume where the last job stopped,
 # so call them again until they print "done"; the summed wall-clock is in RUN/report.md):
@@ -14,10 +14,11 @@
 # Needs: pip install -e '.[bench]' (normflows 1.7.3) and the data sets (flowforge data mnist fashion-mnist).
 set -euo pipefail
 STAGE=${1:?stage name, see the header of $0}
-OUT=${2:-results/gpu}
+OUT=${2:-benchmarks/results/gpu}
 mkdir -p "$OUT"
 FF="python -m flowforge.cli"
 VARIANTS=baseline,channels-last,bf16,compile,bf16+channels-last,all
+RUNS=${RUNS:-runs/gpu}   # training run directories (checkpoints: git-ignored)
 CHUNK_S=${CHUNK_S:-540}   # one job's share of training, below the 10-minute job limit
 
 bench() {  # bench NAME OUTFILE ARGS...
@@ -36,7 +37,9 @@ train_chunk() {  # train_chunk RUN_DIR CONFIG [--set ...]: one resumable job, th
   echo "job wall-clock: $(( $(date +%s) - start )) s (exit $rc)" | tee -a "$run/jobs.log"
   if [ "$rc" -eq 0 ]; then
     $FF eval "$run" --split test --no-progress | tee "$run/test-bpd.txt"
-    echo "done: $run (summed wall-clock of the jobs: see $run/jobs.log and $run/report.md)"
+    local name=$(basename "$run")
+    for f in test-bpd.txt jobs.log report.md metrics.csv; do cp "$run/$f" "$OUT/$name-$f"; done
+    echo "done: $run (summed wall-clock of the jobs: $OUT/$name-jobs.log; training time: $OUT/$name-report.md)"
   elif [ "$rc" -eq 130 ] || [ "$rc" -eq 124 ]; then
     echo "checkpointed; run this stage again to continue"
   else
@@ -53,9 +56,9 @@ case "$STAGE" in
   bench-flops)      bench flops flops --batch-sizes 512 --variants baseline,all ;;
   memory-depth)
     for k in 8 16 32 64; do bench memory "memory-K$k" --depth "$k" --batch-sizes 128 --variants baseline --rounds 1; done ;;
-  fmnist-420s)  train_chunk "$OUT/glow-fmnist-420s" configs/glow-fashion-mnist-fast.toml --set train.max_minutes=7 ;;
-  fmnist-25min) train_chunk "$OUT/glow-fmnist-25min" configs/glow-fashion-mnist-fast.toml ;;
-  mnist-25min)  train_chunk "$OUT/glow-mnist-25min" configs/glow-mnist-fast.toml ;;
+  fmnist-420s)  train_chunk "$RUNS/glow-fmnist-420s" configs/glow-fashion-mnist-fast.toml --set train.max_minutes=7 ;;
+  fmnist-25min) train_chunk "$RUNS/glow-fmnist-25min" configs/glow-fashion-mnist-fast.toml ;;
+  mnist-25min)  train_chunk "$RUNS/glow-mnist-25min" configs/glow-mnist-fast.toml ;;
   cpu-train)
     OMP_NUM_THREADS=2 $FF bench train-throughput --device cpu --no-progress --batch-sizes 64 \
       --variants baseline,bf16,channels-last --out "$OUT/cpu-train" ;;
