@@ -17,13 +17,13 @@ STAGE=${1:?stage name, see the header of $0}
 OUT=${2:-benchmarks/results/gpu}
 mkdir -p "$OUT"
 FF="python -m flowforge.cli"
-VARIANTS=baseline,channels-last,bf16,compile,bf16+channels-last,all
+VARIANTS=baseline,channels-last,bf16,compile,sync-free,bf16+channels-last,all,all+sync-free
 RUNS=${RUNS:-runs/gpu}   # training run directories (checkpoints: git-ignored)
 CHUNK_S=${CHUNK_S:-540}   # one job's share of training, below the 10-minute job limit
 
 bench() {  # bench NAME OUTFILE ARGS...
   local name=$1 out=$2; shift 2
-  $FF bench "$name" --device cuda --no-progress --out "$OUT/$out" "$@"
+  $FF bench "$name" --device cuda --no-progress --steps-per-round "${STEPS:-10}" --out "$OUT/$out" "$@"
 }
 
 train_chunk() {  # train_chunk RUN_DIR CONFIG [--set ...]: one resumable job, then eval when finished
@@ -50,12 +50,12 @@ train_chunk() {  # train_chunk RUN_DIR CONFIG [--set ...]: one resumable job, th
 case "$STAGE" in
   bench-train-128)  bench train-throughput train-128 --batch-sizes 128 --variants "$VARIANTS" ;;
   bench-train-512)  bench train-throughput train-512 --batch-sizes 512 --variants "$VARIANTS" ;;
-  bench-train-2048) bench train-throughput train-2048 --batch-sizes 2048 --variants baseline,bf16+channels-last,all ;;
+  bench-train-2048) bench train-throughput train-2048 --batch-sizes 2048 --variants baseline,bf16+channels-last,all,all+sync-free ;;
   bench-sample)     bench sample-throughput sample --batch-sizes 128,1024 --variants baseline,bf16+channels-last ;;
   bench-memory)     bench memory memory --batch-sizes 128,512 --variants "$VARIANTS" ;;
-  bench-flops)      bench flops flops --batch-sizes 512 --variants baseline,all ;;
+  bench-flops)      bench flops flops --batch-sizes 512,2048 --variants baseline,all+sync-free ;;
   memory-depth)
-    for k in 8 16 32 64; do bench memory "memory-K$k" --depth "$k" --batch-sizes 128 --variants baseline --rounds 1; done ;;
+    for k in 8 16 32 64; do STEPS=1 bench memory "memory-K$k" --depth "$k" --batch-sizes 128 --variants baseline --rounds 1; done ;;
   fmnist-420s)  train_chunk "$RUNS/glow-fmnist-420s" configs/glow-fashion-mnist-fast.toml --set train.max_minutes=7 ;;
   fmnist-25min) train_chunk "$RUNS/glow-fmnist-25min" configs/glow-fashion-mnist-fast.toml ;;
   mnist-25min)  train_chunk "$RUNS/glow-mnist-25min" configs/glow-mnist-fast.toml ;;

@@ -67,10 +67,10 @@ def test_cli_bench_writes_table_and_json(tmp_path, capsys):
 
     out = tmp_path / "bench"
     assert main(["bench", "train-throughput", "--device", "cpu", "--no-progress", "--dataset", "mnist",
-                 "--depth", "1", "--hidden", "8", "--batch-sizes", "4", "--rounds", "2",
-                 "--variants", "baseline,channels-last", "--out", str(out)]) == 0
+                 "--depth", "1", "--hidden", "8", "--batch-sizes", "4", "--rounds", "3",
+                 "--variants", "baseline,sync-free", "--out", str(out)]) == 0
     rows = json.loads(out.with_suffix(".json").read_text())["rows"]
-    assert [r["contender"] for r in rows] == ["normflows", "flowforge baseline", "flowforge channels-last"]
+    assert [r["contender"] for r in rows] == ["normflows", "flowforge baseline", "flowforge sync-free"]
     assert all(r["images_per_s"] > 0 for r in rows)
-    assert rows[1]["ratio_vs_normflows"]["rounds"] == 2
+    assert rows[1]["ratio_vs_normflows"]["rounds"] == 3
     assert "ratio_vs_normflows" in out.with_suffix(".md").read_text()

@@ -24,6 +24,7 @@ from flowforge.bench.peer_normflows import build_normflows_glow, initialize_norm
 from flowforge.data.quantisation import dequantise, to_model_space
 from flowforge.models.glow import Glow
 from flowforge.training.speed import SpeedOptions, apply_speed_options
+from flowforge.training.sync_free import MaskedUpdate
 
 BENCHES = ("train-throughput", "sample-throughput", "memory", "flops")
 PEER = "normflows"
@@ -34,7 +35,11 @@ VARIANTS = {
     "compile": SpeedOptions(compile=True),
     "bf16+channels-last": SpeedOptions(channels_last=True, coupling_dtype="bfloat16"),
     "all": SpeedOptions(channels_last=True, coupling_dtype="bfloat16", compile=True),
+    "sync-free": SpeedOptions(),
+    "all+sync-free": SpeedOptions(channels_last=True, coupling_dtype="bfloat16", compile=True),
 }
+SYNC_FREE = ("sync-free", "all+sync-free")  # train.sync_free_skip: no per-step host read
+SETTLE_EVERY = 50  # the trainer reads the flags at each log step (train.log_every = 50)
 
 
 @dataclass
@@ -62,8 +67,8 @@ class Contender:
     sample: Callable[[int], Tensor]
 
 
-def _adamax(model: nn.Module, lr: float) -> torch.optim.Optimizer:
-    return torch.optim.Adamax([p for p in model.parameters() if p.requires_grad], lr=lr)
+def _adamax(model: nn.Module, lr: float, capturable: bool = False) -> torch.optim.Optimizer:
+    return torch.optim.Adamax([p for p in model.parameters() if p.requires_grad], lr=lr, capturable=capturable)
 
 
 def _step(model: nn.Module, opt: torch.optim.Optimizer, loss: Tensor, clip: float) -> Tensor:
@@ -83,11 +88,22 @@ def flowforge_contender(s: BenchSettings, variant: str, init_images: Tensor) -> 
     model = Glow(s.image_shape, levels=s.levels, depth=s.depth, hidden=s.hidden, seed=s.seed).to(s.device)
     model.initialize(init_images)
     apply_speed_options(model, VARIANTS[variant])
-    opt = _adamax(model, s.lr)
+    sync_free = variant in SYNC_FREE
+    opt = _adamax(model, s.lr, capturable=sync_free and s.device.type == "cuda")
+    masked = MaskedUpdate(model, opt, nn.Module())  # the benchmark keeps no EMA, for either library
 
     def train_step(images: Tensor, gen: torch.Generator) -> Tensor:
         model.train()
-        return _step(model, opt, model.loss(images, generator=gen)["loss"], s.grad_clip)
+        loss = model.loss(images, generator=gen)["loss"]
+        if not (sync_free and masked.ready()):
+            return _step(model, opt, loss, s.grad_clip)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
+        masked.apply(torch.isfinite(loss) & torch.isfinite(norm), opt.step)
+        if len(masked.pending) >= SETTLE_EVERY:
+            masked.settle()
+        return loss
 
     @torch.no_grad()
     def sample(n: int) -> Tensor:
