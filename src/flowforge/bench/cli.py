@@ -68,7 +68,8 @@ def run_bench_command(args) -> int:
     shape = tuple(images.shape[1:]) if images is not None else (1, 28, 28)
     settings = BenchSettings(image_shape=shape, levels=args.levels, depth=args.depth, hidden=args.hidden,
                              batch_sizes=args.batch_sizes, variants=variants, rounds=args.rounds,
-                             steps_per_round=args.steps_per_round, device=device, images=images)
+                             steps_per_round=args.steps_per_round, device=device, images=images,
+                             progress=not args.no_progress)
     hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     names = BENCHES if args.name == "all" else (args.name,)

@@ -57,6 +57,7 @@ class BenchSettings:
     seed: int = 0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     images: Tensor | None = None  # uint8 (N, C, H, W); random if None
+    progress: bool = True
 
 
 @dataclass
@@ -163,7 +164,7 @@ def train_throughput(s: BenchSettings) -> list[dict]:
     rows = []
     for batch in s.batch_sizes:
         work = _training_workloads(s, contenders, batch)
-        with tqdm(total=s.rounds, desc=f"train batch {batch}", leave=False) as bar:
+        with tqdm(total=s.rounds, desc=f"train batch {batch}", leave=False, disable=not s.progress) as bar:
             times = interleaved_seconds(work, s.rounds, s.device, progress=bar)
         ref = times[PEER]
         per_call = s.steps_per_round * batch
@@ -180,7 +181,7 @@ def sample_throughput(s: BenchSettings) -> list[dict]:
     rows = []
     for batch in s.batch_sizes:
         work = {c.name: (lambda c=c: c.sample(batch)) for c in contenders}
-        with tqdm(total=s.rounds, desc=f"sample batch {batch}", leave=False) as bar:
+        with tqdm(total=s.rounds, desc=f"sample batch {batch}", leave=False, disable=not s.progress) as bar:
             times = interleaved_seconds(work, s.rounds, s.device, progress=bar)
         for c in contenders:
             t = sorted(times[c.name])[len(times[c.name]) // 2]
