@@ -11,6 +11,7 @@
 #   fmnist-420s                                        Fashion-MNIST, 420 s of training, then test bpd
 #   fmnist-25min mnist-25min                           25 minutes of training each (3+ jobs), then test bpd
 #   cpu-train                                          the CPU training-step comparison (2 threads)
+#   smoke                                              tiny-mnist through the resumable-job machinery
 # Needs: pip install -e '.[bench]' (normflows 1.7.3) and the data sets (flowforge data mnist fashion-mnist).
 set -euo pipefail
 STAGE=${1:?stage name, see the header of $0}
@@ -59,6 +60,7 @@ case "$STAGE" in
   fmnist-420s)  train_chunk "$RUNS/glow-fmnist-420s" configs/glow-fashion-mnist-fast.toml --set train.max_minutes=7 ;;
   fmnist-25min) train_chunk "$RUNS/glow-fmnist-25min" configs/glow-fashion-mnist-fast.toml ;;
   mnist-25min)  train_chunk "$RUNS/glow-mnist-25min" configs/glow-mnist-fast.toml ;;
+  smoke) train_chunk "$RUNS/smoke" configs/tiny-mnist.toml --set train.max_steps=300 --set train.checkpoint_every=20 ;;
   cpu-train)
     OMP_NUM_THREADS=2 $FF bench train-throughput --device cpu --no-progress --batch-sizes 64 \
       --variants baseline,bf16,channels-last --out "$OUT/cpu-train" ;;
