@@ -191,15 +191,24 @@ def sample_throughput(s: BenchSettings) -> list[dict]:
 
 
 def memory(s: BenchSettings) -> list[dict]:
+    """Peak memory of one training step, one contender on the device at a time (so the peak
+    counts its weights, optimizer state and activations only)."""
     rows = []
+    init = _images(s, 256)
+    builders = [(PEER, lambda: normflows_contender(s, init))]
+    builders += [(f"flowforge {v}", lambda v=v: flowforge_contender(s, v, init)) for v in s.variants]
     for batch in s.batch_sizes:
-        for c in _contenders(s):
-            images = _images(s, batch)
+        images = _images(s, batch)
+        for name, build in builders:
+            c = build()
             gen = torch.Generator(device=s.device).manual_seed(s.seed)
             c.train_step(images, gen)  # optimizer state allocated before measuring
             peak = peak_memory_bytes(lambda: c.train_step(images, gen), s.device)
-            rows.append({"bench": "memory", "batch": batch, "contender": c.name,
+            rows.append({"bench": "memory", "batch": batch, "contender": name,
                          "peak_MiB": None if peak is None else peak / 2**20})
+            del c
+            if s.device.type == "cuda":
+                torch.cuda.empty_cache()
     return rows
 
 
