@@ -33,6 +33,10 @@ def _train(args) -> int:
         cfg.train.device = args.device
     if cfg.model.name == "inn-classifier":  # a classifier: its own loop, selected on validation accuracy
         return _train_classifier(cfg, run_dir, args)
+    from flowforge.training.distributed import launched_by_torchrun
+
+    if launched_by_torchrun():  # torchrun --nproc-per-node N -m flowforge.cli train ...
+        from flowforge.training.distributed_trainer import DistributedTrainer as Trainer  # noqa: N814
     trainer = Trainer(cfg, run_dir, data_dir=args.data_dir, progress=not args.no_progress)
     state = trainer.fit(resume=args.resume)
     print(f"run directory: {run_dir}")
@@ -151,6 +155,10 @@ def _attack(args) -> int:
           f"reconstruction error mean {final['mean']}, max {final['max']}, non-finite {final['non_finite']}")
     print(f"wrote {out}/attack.json, {out}/attack-curve.png, {out}/attack-worst.png")
     return 0
+def _bench(args) -> int:
+    from flowforge.bench.cli import run_bench_command
+
+    return run_bench_command(args)
 
 
 def _data(args) -> int:
@@ -234,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")
     p.set_defaults(func=_attack)
+    from flowforge.bench.cli import add_bench_parser
+
+    add_bench_parser(sub, common, _bench)
 
     p = sub.add_parser("data", help="find (or download into the per-user cache) the named data sets")
     p.add_argument("names", nargs="+", choices=["mnist", "fashion-mnist"])

@@ -6,10 +6,16 @@ The last convolution starts at zero, so every coupling starts as the identity (a
 constant scale (affine); its output is multiplied by a learned per-channel gain exp(3 * logs).
 The public code also appends a border-indicator channel before each padded convolution
 ("edge bias"); this implementation uses plain zero padding.
+
+Two speed switches (set by `flowforge.training.speed.apply_speed_options`, both off by default)
+act inside the network only, so log-dets, actnorm, 1x1 convolutions and priors stay float32:
+`autocast_dtype` runs the convolutions under autocast (e.g. bfloat16; the coupling casts the
+output back to the flow's dtype) and `channels_last` computes in the NHWC memory layout.
 """
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -33,8 +39,18 @@ class GlowCouplingNet(nn.Module):
         self.conv_out = ZeroConv2d(hidden, out_channels)
         for conv in (self.conv_in, self.conv_mid):
             nn.init.normal_(conv.weight, std=0.05)
+        self.autocast_dtype: torch.dtype | None = None
+        self.channels_last = False
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if self.autocast_dtype is None:
+            return self._layers(x)
+        with torch.autocast(x.device.type, dtype=self.autocast_dtype):
+            return self._layers(x)
+
+    def _layers(self, x: Tensor) -> Tensor:
         h = F.relu(self.norm_in(self.conv_in(x)))
         h = F.relu(self.norm_mid(self.conv_mid(h)))
         return self.conv_out(h)

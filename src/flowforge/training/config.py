@@ -62,8 +62,14 @@ class TrainConfig:
     nonfinite_patience: int = 5
     lr_backoff: float = 0.5
     diagnose_every: int = 0  # stability numbers to metrics.csv every N steps (flowforge.diagnostics); 0 = off
+    # speed switches (training/speed.py), off by default
+    channels_last: bool = False
+    coupling_dtype: str = "float32"
+    compile: bool = False
+    sync_free_skip: bool = False
 
-    CHOICES = {"optimizer": ("adamax", "adam"), "device": ("auto", "cpu", "cuda")}
+    CHOICES = {"optimizer": ("adamax", "adam"), "device": ("auto", "cpu", "cuda"),
+               "coupling_dtype": ("float32", "bfloat16", "float16")}
     RANGES = {
         "lr": (0.0, 10.0), "warmup_steps": (0, 10**9), "batch_size": (1, 10**6), "max_steps": (1, 10**9),
         "max_minutes": (0.0, 10**6), "grad_clip": (0.0, 1e12), "ema_decay": (0.0, 0.999999),

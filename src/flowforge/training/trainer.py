@@ -32,6 +32,8 @@ from flowforge.training.metrics import MetricsLog
 from flowforge.training.report import write_report
 from flowforge.training.data_sources import make_source
 from flowforge.training.runs import RunPaths, build_model, select_device
+from flowforge.training.speed import SpeedOptions, apply_speed_options
+from flowforge.training.sync_free import MaskedUpdate
 
 VALIDATION_SEED = 1234
 SAMPLE_SEED = 4321
@@ -60,9 +62,11 @@ def _seeded(seed: int, *parts: int, device: torch.device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(value)
 
 
-def _optimizer(cfg: RunConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+def _optimizer(cfg: RunConfig, model: torch.nn.Module, device: torch.device | None = None) -> torch.optim.Optimizer:
     cls = {"adamax": torch.optim.Adamax, "adam": torch.optim.Adam}[cfg.train.optimizer]
-    return cls(model.parameters(), lr=cfg.train.lr)
+    # sync_free_skip masks the optimizer state on the device: the step counters must live there
+    capturable = {"capturable": True} if cfg.train.sync_free_skip and device is not None and device.type == "cuda" else {}
+    return cls(model.parameters(), lr=cfg.train.lr, **capturable)
 
 
 class Trainer:
@@ -83,7 +87,9 @@ class Trainer:
         self.data_args = self.source.model_args()
         self.model = build_model(cfg, self.data_args).to(self.device)
         self.ema = EMA(self.model, cfg.train.ema_decay)
-        self.optimizer = _optimizer(cfg, self.model)
+        apply_speed_options(self.model, SpeedOptions.from_train_config(cfg.train))  # training copy only
+        self.optimizer = _optimizer(cfg, self.model, self.device)
+        self._masked = MaskedUpdate(self.model, self.optimizer, self.ema.shadow) if cfg.train.sync_free_skip else None
         self.state = TrainState(metric=self.source.metric)
         self._epoch_perm: tuple[int, torch.Tensor] | None = None
         self._wall_mark = time.perf_counter()
@@ -116,6 +122,8 @@ class Trainer:
         self._wall_mark = now
 
     def _save(self, path: Path) -> None:
+        if self._masked is not None and not self._masked.settle():
+            raise NonFiniteError("a non-finite step is pending its rollback")
         self._tick_wall()
         state = asdict(self.state)
         state["config"] = self.cfg.to_dict()
@@ -126,6 +134,8 @@ class Trainer:
         saved = load_checkpoint(path, model=self.model, ema=self.ema.shadow, optimizer=self.optimizer,
                                 map_location=str(self.device))
         self.state = TrainState(**{k: saved[k] for k in asdict(TrainState()) if k in saved})
+        if self._masked is not None:
+            self._masked.reset()
         if not is_initialized(self.model):
             raise CheckpointError(f"{path}: checkpoint has uninitialised actnorm layers")
 
@@ -187,13 +197,35 @@ class Trainer:
         warm = self.cfg.train.warmup_steps
         return self.cfg.train.lr * self.state.lr_scale * (min(1.0, (step + 1) / warm) if warm else 1.0)
 
+    def _at_boundary(self, steps_done: int) -> bool:
+        """The host reads metrics, validates, samples or saves after this many steps."""
+        t = self.cfg.train
+        return steps_done == t.max_steps or any(
+            steps_done % every == 0 for every in (t.log_every, t.eval_every, t.sample_every, t.checkpoint_every))
+
+    def _masked_step(self, step: int, out: dict) -> dict | None:
+        """sync_free_skip: update, undone on the device if not finite; flags read at boundaries."""
+        self.optimizer.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        clip = self.cfg.train.grad_clip
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip if clip > 0 else math.inf)
+        ok = torch.isfinite(out["loss"]) & torch.isfinite(norm)
+        self._masked.apply(ok, lambda: (self.optimizer.step(), self.ema.update(self.model, step)))
+        if self._at_boundary(step + 1) and not self._masked.settle():
+            return None  # fit() then counts skipped steps up to nonfinite_patience and rolls back
+        return out
+
     def _train_step(self, step: int) -> dict | None:
+        if self._masked is not None and self._masked.failed:
+            return None  # a failed step awaits the rollback (see sync_free.py)
         batch = self._batch(step)
         gen = _seeded(self.cfg.train.seed, 4, step, device=self.device)
         for group in self.optimizer.param_groups:
             group["lr"] = self._lr(step)
         self.model.train()
         out = self.model.loss(batch, generator=gen)
+        if self._masked is not None and self._masked.ready():
+            return self._masked_step(step, out)
         if not torch.isfinite(out["loss"]):
             return None
         self.optimizer.zero_grad(set_to_none=True)
@@ -282,6 +314,8 @@ class Trainer:
             raise
         finally:
             bar.close()
+        if self._masked is not None and not self._masked.settle():
+            self._rollback(log)  # a failure in the last unchecked steps of a time budget: end at the checkpoint
         if self.state.last_valid_step != self.state.step:
             self._validate(log)
         self._write_samples()

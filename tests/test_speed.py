@@ -1,0 +1,91 @@
+"""Speed switches (training/speed.py): each keeps the flow's mathematics."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import CONFIGS, needs_mnist
+from flowforge.errors import ConfigError
+from flowforge.models.glow import Glow
+from flowforge.training.config import load_config
+from flowforge.training.speed import SpeedOptions, apply_speed_options, coupling_nets
+
+
+def _model_and_data():
+    torch.manual_seed(0)
+    model = Glow((1, 8, 8), levels=2, depth=2, hidden=16, seed=0)
+    images = torch.randint(0, 256, (8, 1, 8, 8), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
+    model.initialize(images, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():  # move the zero-initialised output convolutions off zero
+        for net in coupling_nets(model):
+            net.conv_out.conv.weight.normal_(0, 0.02)
+    x = model.prepare(images, torch.Generator().manual_seed(3))
+    return model, x
+
+
+def _roundtrip_error(model: Glow, x: torch.Tensor) -> float:
+    with torch.no_grad():
+        return float((model.decode(model.encode(x)) - x).abs().max())
+
+
+def test_channels_last_gives_the_same_log_density_and_inverse():
+    model, x = _model_and_data()
+    reference = model.log_prob(x).detach()
+    assert apply_speed_options(model, SpeedOptions(channels_last=True)) == 4
+    torch.testing.assert_close(model.log_prob(x).detach(), reference, rtol=1e-5, atol=1e-4)
+    assert _roundtrip_error(model, x) < 1e-5
+
+
+def test_bf16_coupling_nets_keep_log_dets_float32_and_the_flow_exactly_invertible():
+    model, x = _model_and_data()
+    reference = model.log_prob(x).detach()
+    apply_speed_options(model, SpeedOptions(coupling_dtype="bfloat16"))
+    log_p = model.log_prob(x)
+    assert log_p.dtype == torch.float32
+    # only the coupling networks' outputs are rounded: a small change of the density ...
+    assert (log_p.detach() - reference).abs().max() < 1e-2 * reference.abs().max()
+    assert not torch.equal(log_p.detach(), reference)  # ... and the switch really acts
+    # ... while the flow stays exactly invertible (the same network output both ways)
+    assert _roundtrip_error(model, x) < 1e-5
+    log_p.sum().backward()
+    assert all(p.grad is None or p.grad.dtype == torch.float32 for p in model.parameters())
+
+
+def test_speed_options_leave_other_models_alone():
+    model = torch.nn.Sequential(torch.nn.Conv2d(2, 2, 3), torch.nn.Linear(2, 2))
+    assert apply_speed_options(model, SpeedOptions(coupling_dtype="bfloat16", channels_last=True)) == 0
+
+
+def test_speed_fields_are_validated_config_fields():
+    cfg = load_config(None, ["train.coupling_dtype=bfloat16", "train.channels_last=true", "train.compile=true"])
+    assert SpeedOptions.from_train_config(cfg.train) == SpeedOptions(True, "bfloat16", True)
+    assert load_config(None).train.coupling_dtype == "float32"  # default = unchanged behaviour
+    with pytest.raises(ConfigError, match="coupling_dtype"):
+        load_config(None, ["train.coupling_dtype=int8"])
+
+
+@pytest.mark.slow
+def test_compiled_coupling_nets_give_the_same_log_density():
+    model, x = _model_and_data()
+    reference = model.log_prob(x).detach()
+    apply_speed_options(model, SpeedOptions(compile=True))
+    torch.testing.assert_close(model.log_prob(x).detach(), reference, rtol=1e-5, atol=1e-4)
+
+
+@needs_mnist
+def test_training_with_speed_switches_resumes_exactly(tmp_path):
+    from safetensors.torch import load_file
+
+    from flowforge.cli import main
+
+    tiny = str(CONFIGS / "tiny-mnist.toml")
+    switches = ["--set", "train.channels_last=true", "--set", "train.coupling_dtype=bfloat16",
+                "--set", "train.sync_free_skip=true", "--no-progress"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert main(["train", tiny, "--run-dir", str(straight), "--set", "train.max_steps=12", *switches]) == 0
+    assert main(["train", tiny, "--run-dir", str(split), "--set", "train.max_steps=6", *switches]) == 0
+    assert main(["train", "--resume", "--run-dir", str(split), "--set", "train.max_steps=12", *switches]) == 0
+    a, b = (load_file(str(r / "checkpoints" / "last" / "model.safetensors")) for r in (straight, split))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert "coupling_dtype = \"bfloat16\"" in (straight / "config.toml").read_text()
