@@ -141,6 +141,8 @@ class LGFRealNVP(LocalisedFlow, RealNVP):
     norm, a single-channel per-pixel u after every coupling; (t, s) from a `st_blocks` x `st_hidden`
     ResNet of u, p and q from `pq_blocks` x `pq_hidden` ResNets (paper: 4x64, 2x8, 2x64)."""
 
+    max_rows = 1000  # images per pass of the IS estimator: K = 1000 for a batch of B takes B passes
+
     def __init__(self, image_shape: Sequence[int] = (1, 28, 28), n_bits: int = 8, blocks: int = 4, hidden: int = 64,
                  logit_alpha: float = 1e-6, u_channels: int = 1, st_blocks: int = 2, st_hidden: int = 8,
                  pq_blocks: int = 2, pq_hidden: int = 64, train_samples: int = 1, valid_samples: int = 10,
