@@ -45,10 +45,15 @@ def _eval(args) -> int:
 
     r = evaluate_run(args.run_dir, split=args.split, command="flowforge " + shlex.join(sys.argv[1:]),
                      data_dir=args.data_dir, which=args.checkpoint, samples=args.samples, batch_size=args.batch_size,
-                     device=args.device or "auto", progress=not args.no_progress)
+                     device=args.device or "auto", progress=not args.no_progress,
+                     importance_samples=args.importance_samples, repeats=args.repeats)
     metric = r["metric"]
     print(f"{args.split} {METRIC_NAMES[metric]}: {r[metric]:.4f} ± {r[metric + '_std_err']:.4f} over "
           f"{r['examples']} examples (checkpoint {r['checkpoint']}, step {r['step']})")
+    if "elbo_gap" in r:  # importance-sampling estimate of a model trained by an ELBO
+        spread = "n/a (one repeat)" if r["is_relative_std"] is None else f"{r['is_relative_std']:.3g}"
+        print(f"importance sampling: K = {r['importance_samples']}, {r['repeats']} repeats; ELBO {r[metric + '_elbo']:.4f}, "
+              f"gap {r['elbo_gap']:.4g} (relative {r['elbo_relative_gap']:.3g}); estimator relative std {spread}")
     return 0
 
 
@@ -135,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, help="dequantisation draws per example (default eval.samples)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    p.add_argument("--importance-samples", type=int, help="lgf-* models: K of the IS estimate (default model.test_samples)")
+    p.add_argument("--repeats", type=int, help="lgf-* models: independent IS evaluations (default model.test_repeats)")
     p.set_defaults(func=_eval)
 
     p = sub.add_parser("sample", parents=[common], help="sample grids, temperature sweep, interpolation, class edit")
