@@ -98,9 +98,10 @@ def _sample(args) -> int:
 
 
 def _reproduce(args) -> int:
-    from flowforge.experiments import density_2d, glow_permutations
+    from flowforge.experiments import density_2d, glow_permutations, lgf_2d
 
-    experiments = {"glow-permutations": glow_permutations.reproduce, "density-2d": density_2d.reproduce}
+    experiments = {"glow-permutations": glow_permutations.reproduce, "density-2d": density_2d.reproduce,
+                   "lgf-2d": lgf_2d.reproduce}
     out = args.out_dir or f"runs/{args.name}"
     kwargs = {"steps": args.steps, "minutes": args.minutes}
     if args.config:
@@ -158,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_sample)
 
     p = sub.add_parser("reproduce", parents=[common], help="a paper experiment end to end, with its table")
-    p.add_argument("name", choices=["glow-permutations", "density-2d"])
+    p.add_argument("name", choices=["glow-permutations", "density-2d", "lgf-2d"])
     p.add_argument("--out-dir", help="where the runs and results.md go (default runs/NAME)")
     p.add_argument("--config", help="base config (default configs/NAME.toml)")
     p.add_argument("--steps", type=int, help="training steps per run (default: the config's max_steps)")
