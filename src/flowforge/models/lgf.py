@@ -7,7 +7,7 @@ Each model is its base model (MAF, flat RealNVP, multi-scale RealNVP) built with
 so the base model's own forward computes a one-sample ELBO (objectives/elbo.py). On top:
 
 - `loss`: -ELBO averaged over `train_samples` draws of u (K_train, default 1);
-- `log_prob(x, samples=K)`: the importance-sampling estimate logsumexp_k ELBO_k - log K
+- `log_prob_is(x, K)` and `log_prob(x, samples=K)`: the importance-sampling estimate logsumexp_k ELBO_k - log K
   (objectives/importance.py), K = `valid_samples` unless given, so every caller of `log_prob`
   (density grids, evaluation) gets a likelihood estimate, never the raw ELBO;
 - `elbo(x)`: one-sample ELBOs; `sample`: ancestral, z ~ N(0, I), u_l ~ p(u_l | z_{l-1}),
@@ -81,11 +81,14 @@ class LocalisedFlow:
         with noise_source(self, generator):
             return super().log_prob(x)
 
+    def log_prob_is(self, x: Tensor, samples: int, generator: torch.Generator | None = None) -> Tensor:
+        """Importance-sampling estimate of log p(x) with `samples` draws of u per example (DESIGN.md name)."""
+        return importance_log_likelihood(elbo_samples(lambda r: self.elbo(r, generator), x, samples, self.max_rows))
+
     def log_prob(self, x: Tensor, context: Tensor | None = None, samples: int | None = None,
                  generator: torch.Generator | None = None) -> Tensor:
-        """Importance-sampling estimate of log p(x) with `samples` (default `valid_samples`) draws."""
-        k = samples or self.valid_samples
-        return importance_log_likelihood(elbo_samples(lambda r: self.elbo(r, generator), x, k, self.max_rows))
+        """`log_prob_is` with `samples` (default `valid_samples`) draws: what every caller of log_prob gets."""
+        return self.log_prob_is(x, samples or self.valid_samples, generator)
 
     def _mean_elbo(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
         k = self.train_samples
