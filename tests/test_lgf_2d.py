@@ -5,13 +5,11 @@ last epochs, writes the table and the figures, and a re-run reuses the finished 
 import json
 
 import numpy as np
-import pytest
 
 from conftest import CONFIGS
 from flowforge.experiments import lgf_2d
 
 
-@pytest.mark.slow  # ~30 s on the shared 2-core machine
 def test_lgf_2d_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setattr(lgf_2d, "FIGURE_RESOLUTION", 24)
     monkeypatch.setattr(lgf_2d, "STABILITY_RESOLUTION", 16)
