@@ -613,3 +613,29 @@ def test_coupling_jacobian_structure(coupling):
     assert torch.count_nonzero(jac[n:, :n]) > 0  # the network really acts
     if coupling == "additive":
         torch.testing.assert_close(block, torch.eye(n, dtype=torch.float64), rtol=0, atol=0)
+# Localised generative flows: the indexed affine G(x; u) = (x + t(u)) exp(s(u)) for a fixed u
+# (seeded per build, shared by the batch); flat (vector u) and image (per-pixel u, ResNet in eval mode)
+from flowforge.bijections.conditional import FixedIndex, IndexedAffine  # noqa: E402
+
+
+def _fixed_u(shape: tuple[int, ...], seed: int) -> Tensor:
+    return torch.randn(shape, generator=torch.Generator().manual_seed(300 + seed))
+
+
+CASES += [
+    Case(
+        "indexed-affine-flat",
+        lambda c, s: FixedIndex(IndexedAffine((4 * c,), MLP(3, 8 * c, [8], "tanh")), _fixed_u((3,), s)),
+        flat=True,
+        bad_in=lambda c: (4 * c + 1,),
+        bad_out=lambda c: (4 * c + 1,),
+        expected=lambda c: f"(B, {4 * c})",
+    ),
+    Case(
+        "indexed-affine-image",
+        lambda c, s: FixedIndex(IndexedAffine((c, SIDE, SIDE), ResNet(1, 2 * c, hidden=8, blocks=1)),
+                                _fixed_u((1, SIDE, SIDE), s)).eval(),
+        eval_mode=True,
+        expected=lambda c: f"(B, {c}, {SIDE}, {SIDE})",
+    ),
+]

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from flowforge.errors import FlowforgeError
+from flowforge.experiments.registry import EXPERIMENTS
 
 
 def _train(args) -> int:
@@ -63,10 +64,15 @@ def _eval(args) -> int:
 
     r = evaluate_run(args.run_dir, split=args.split, command="flowforge " + shlex.join(sys.argv[1:]),
                      data_dir=args.data_dir, which=args.checkpoint, samples=args.samples, batch_size=args.batch_size,
-                     device=args.device or "auto", progress=not args.no_progress)
+                     device=args.device or "auto", progress=not args.no_progress,
+                     importance_samples=args.importance_samples, repeats=args.repeats)
     metric = r["metric"]
     print(f"{args.split} {METRIC_NAMES[metric]}: {r[metric]:.4f} ± {r[metric + '_std_err']:.4f} over "
           f"{r['examples']} examples (checkpoint {r['checkpoint']}, step {r['step']})")
+    if "elbo_gap" in r:  # importance-sampling estimate of a model trained by an ELBO
+        spread = "n/a (one repeat)" if r["is_relative_std"] is None else f"{r['is_relative_std']:.3g}"
+        print(f"importance sampling: K = {r['importance_samples']}, {r['repeats']} repeats; ELBO {r[metric + '_elbo']:.4f}, "
+              f"gap {r['elbo_gap']:.4g} (relative {r['elbo_relative_gap']:.3g}); estimator relative std {spread}")
     return 0
 
 
@@ -111,18 +117,13 @@ def _sample(args) -> int:
 
 
 def _reproduce(args) -> int:
-    from flowforge.experiments import density_2d, glow_permutations, gradient_angles, inn_table, toy_regression
-    from flowforge.experiments import attack as attack_fashion
+    from flowforge.experiments.registry import reproduce_function
 
-    experiments = {"glow-permutations": glow_permutations.reproduce, "density-2d": density_2d.reproduce,
-                   "inn-table": inn_table.reproduce,
-                   "toy-regression": toy_regression.reproduce, "gradient-angle": gradient_angles.reproduce}
-    experiments["attack-fashion"] = attack_fashion.reproduce
     out = args.out_dir or f"runs/{args.name}"
     kwargs = {"steps": args.steps, "minutes": args.minutes}
     if args.config:
         kwargs["config"] = args.config
-    print(experiments[args.name](out, data_dir=args.data_dir, progress=not args.no_progress, **kwargs))
+    print(reproduce_function(args.name)(out, data_dir=args.data_dir, progress=not args.no_progress, **kwargs))
     print(f"table written to {out}/results.md")
     return 0
 
@@ -191,6 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, help="dequantisation draws per example (default eval.samples)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    p.add_argument("--importance-samples", type=int, help="lgf-* models: K of the IS estimate (default model.test_samples)")
+    p.add_argument("--repeats", type=int, help="lgf-* models: independent IS evaluations (default model.test_repeats)")
     p.set_defaults(func=_eval)
 
     p = sub.add_parser("sample", parents=[common], help="sample grids, temperature sweep, interpolation, class edit")
@@ -207,8 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_sample)
 
     p = sub.add_parser("reproduce", parents=[common], help="a paper experiment end to end, with its table")
-    p.add_argument("name", choices=["glow-permutations", "density-2d", "inn-table", "toy-regression", "gradient-angle",
-                                    "attack-fashion"])
+    p.add_argument("name", choices=sorted(EXPERIMENTS))
     p.add_argument("--out-dir", help="where the runs and results.md go (default runs/NAME)")
     p.add_argument("--config", help="base config (default configs/NAME.toml)")
     p.add_argument("--steps", type=int, help="training steps per run (default: the config's max_steps)")

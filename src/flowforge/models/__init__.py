@@ -11,3 +11,4 @@ from flowforge.models.registry import available, create, register
 
 __all__ = ["FlatFlowModel", "FlatRealNVP", "FlowModel", "Glow", "ImageFlowModel", "INNClassifier", "MAF", "RealNVP", "available",
            "create", "register"]
+from flowforge.models.lgf import LGFMAF, LGFFlatRealNVP, LGFRealNVP  # noqa: E402  (localised generative flows)

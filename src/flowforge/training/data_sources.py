@@ -16,6 +16,7 @@ from flowforge.data.images import CLASS_NAMES, ImageSplit, load_image_split
 from flowforge.data.quantisation import to_uint8
 from flowforge.data.registry import dataset_kind
 from flowforge.evaluation.bits_per_dim import evaluate_bpd
+from flowforge.evaluation.importance import evaluate_importance
 from flowforge.evaluation.nll import evaluate_nll
 from flowforge.training.config import RunConfig
 from flowforge.viz import save_image
@@ -49,6 +50,8 @@ class ImageSource:
 
     def evaluate(self, model, tensors, what: str, batch_size: int, device, samples: int = 1, seed: int = 0,
                  progress: bool = False) -> dict:
+        if _trained_by_elbo(model):
+            return _evaluate_by_importance(model, tensors[0], "bpd", what, batch_size, device, seed, progress)
         return evaluate_bpd(model, ImageSplit(*tensors), what=what, batch_size=batch_size, samples=samples,
                             seed=seed, device=device, progress=progress)
 
@@ -81,6 +84,8 @@ class ArraySource:
 
     def evaluate(self, model, tensors, what: str, batch_size: int, device, samples: int = 1, seed: int = 0,
                  progress: bool = False) -> dict:
+        if _trained_by_elbo(model):
+            return _evaluate_by_importance(model, tensors[0], "nll", what, batch_size, device, seed, progress)
         return evaluate_nll(model, tensors[0], what=what, batch_size=batch_size, device=device, progress=progress)
 
     @torch.no_grad()
@@ -95,6 +100,22 @@ class ArraySource:
         xs, ys, logp = log_density_grid(lambda p: model.log_prob(p.to(device)).cpu(), bounds=bounds)
         return save_density_figure(path.with_suffix(".png"), self.data.test.numpy(),
                                    [(type(model).__name__, xs, ys, logp)], bounds=bounds)
+
+
+def _trained_by_elbo(model) -> bool:
+    from flowforge.models.lgf import LocalisedFlow
+
+    return isinstance(model, LocalisedFlow)
+
+
+def _evaluate_by_importance(model, data, metric: str, what: str, batch_size: int, device, seed: int,
+                            progress: bool) -> dict:
+    """Localised flows: the IS estimate with K = valid_samples for validation (one repeat) and
+    K = test_samples with test_repeats repeats otherwise (evaluation/importance.py)."""
+    validation = what == "validation"
+    return evaluate_importance(model, data, metric, samples=model.valid_samples if validation else model.test_samples,
+                               repeats=1 if validation else model.test_repeats, batch_size=batch_size, seed=seed,
+                               device=device, what=what, progress=progress)
 
 
 def _bounds(points: torch.Tensor, margin: float = 0.1) -> tuple[tuple[float, float], tuple[float, float]]:

@@ -30,11 +30,17 @@ def train_or_resume(config: str | Path, overrides: list[str], run_dir: str | Pat
 
 def evaluate_run(run_dir: str | Path, split: str = "test", command: str = "", data_dir: str | None = None,
                  which: str = "best", samples: int | None = None, batch_size: int | None = None,
-                 device: str | torch.device = "auto", progress: bool = False) -> dict:
+                 device: str | torch.device = "auto", progress: bool = False, importance_samples: int | None = None,
+                 repeats: int | None = None) -> dict:
     """Score the run's `which` checkpoint (EMA weights) on a whole split; write RUN_DIR/eval-SPLIT.json
     and the report; return the result (the metric, its standard error, examples, provenance)."""
     device = select_device(device) if isinstance(device, str) else device
     cfg, model, state = load_trained(run_dir, which=which, device=device)
+    if importance_samples or repeats:  # models trained by an ELBO (LGF): K and repeats of the IS estimate
+        if not hasattr(model, "test_samples"):
+            raise ValueError("--importance-samples / --repeats apply only to models trained by an ELBO (lgf-*)")
+        model.test_samples = importance_samples or model.test_samples
+        model.test_repeats = repeats or model.test_repeats
     source = make_source(cfg, data_dir)
     samples = samples or cfg.eval.samples
     result = source.evaluate(model, source.tensors(split), what=f"{Path(run_dir).name} {split} split", device=device,
