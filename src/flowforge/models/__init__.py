@@ -3,10 +3,13 @@
 from flowforge.models.base import FlowModel, ImageFlowModel
 from flowforge.models.flat import FlatFlowModel
 from flowforge.models.flat_realnvp import FlatRealNVP
+from flowforge.models.flat_resflow import FlatResFlow
 from flowforge.models.glow import Glow
 from flowforge.models.maf import MAF
 from flowforge.models.realnvp import RealNVP
+from flowforge.models.resflow import ResFlow
 from flowforge.models.registry import available, create, register
 
 __all__ = ["FlatFlowModel", "FlatRealNVP", "FlowModel", "Glow", "ImageFlowModel", "MAF", "RealNVP", "available",
            "create", "register"]
+__all__ += ["FlatResFlow", "ResFlow"]  # residual flows
