@@ -42,7 +42,7 @@ def _close(new: Tensor, old: Tensor, atol: float, rtol: float) -> bool:
 
 
 class _SpectralNormalised(nn.Module):
-    """Shared by the linear and the convolutional layer: subclasses give `_apply(v, weight)`
+    """Shared by the linear and the convolutional layer: subclasses give `_matvec(v, weight)`
     (W v), `_adjoint(u, weight)` (W^T u) and the buffers `u`, `v`."""
 
     weight: Tensor
@@ -55,7 +55,7 @@ class _SpectralNormalised(nn.Module):
         self.coeff, self.atol, self.rtol, self.max_iters = float(coeff), float(atol), float(rtol), int(max_iters)
         self.update_lipschitz()
 
-    def _apply(self, v: Tensor, weight: Tensor) -> Tensor:
+    def _matvec(self, v: Tensor, weight: Tensor) -> Tensor:
         raise NotImplementedError
 
     def _adjoint(self, u: Tensor, weight: Tensor) -> Tensor:
@@ -68,7 +68,7 @@ class _SpectralNormalised(nn.Module):
         w = self.weight.detach()
         u, v = self.u, self.v
         for i in range(self.max_iters if max_iters is None else max_iters):
-            u_new = _normalise(self._apply(v, w))
+            u_new = _normalise(self._matvec(v, w))
             v_new = _normalise(self._adjoint(u_new, w))
             if _close(u_new, u, self.atol, self.rtol) and _close(v_new, v, self.atol, self.rtol):
                 break
@@ -82,7 +82,7 @@ class _SpectralNormalised(nn.Module):
     def sigma(self, weight: Tensor | None = None) -> Tensor:
         """The spectral-norm estimate u^T W v (differentiable in W)."""
         weight = self.weight if weight is None else weight
-        return (self.u * self._apply(self.v, weight)).sum()
+        return (self.u * self._matvec(self.v, weight)).sum()
 
     def normalised_weight(self) -> Tensor:
         """W / max(1, sigma / coeff)."""
@@ -103,7 +103,7 @@ class SpectralNormLinear(_SpectralNormalised):
         self.register_buffer("v", _normalise(torch.randn(in_features)))
         self._setup(coeff, atol, rtol, max_iters)
 
-    def _apply(self, v: Tensor, weight: Tensor) -> Tensor:
+    def _matvec(self, v: Tensor, weight: Tensor) -> Tensor:
         return weight @ v
 
     def _adjoint(self, u: Tensor, weight: Tensor) -> Tensor:
@@ -132,7 +132,7 @@ class SpectralNormConv2d(_SpectralNormalised):
         self.register_buffer("v", _normalise(torch.randn(1, in_channels, *hw)))
         self._setup(coeff, atol, rtol, max_iters)
 
-    def _apply(self, v: Tensor, weight: Tensor) -> Tensor:
+    def _matvec(self, v: Tensor, weight: Tensor) -> Tensor:
         return F.conv2d(v, weight, padding=self.padding)
 
     def _adjoint(self, u: Tensor, weight: Tensor) -> Tensor:
