@@ -289,6 +289,19 @@ CASES += [  # residual flows
                                    eval_logdet="exact"),
         expected=lambda c: f"(B, {c}, {SIDE}, {SIDE})",
     ),
+    # the flat coupling with a bounded scale (the 2-D stability study's affine models)
+    *[
+        Case(
+            f"masked-flat-{name}",
+            lambda c, s, name=name: MaskedAffineCoupling(alternating_mask(4 * c), shift_net=MLP(4 * c, 4 * c, [8], "relu"),
+                                                         log_scale_net=MLP(4 * c, 4 * c, [8], "tanh"), scale=name),
+            flat=True,
+            bad_in=lambda c: (4 * c + 1,),
+            bad_out=lambda c: (4 * c + 1,),
+            expected=lambda c: f"(B, {4 * c})",
+        )
+        for name in ("sigmoid", "squashed-sigmoid")
+    ],
 ]
 assert {f"affine-{name}" for name in SCALE_FUNCTIONS} <= {case.id for case in CASES}
 
