@@ -93,9 +93,10 @@ def _sample(args) -> int:
 
 
 def _reproduce(args) -> int:
-    from flowforge.experiments import density_2d, glow_permutations
+    from flowforge.experiments import density_2d, glow_permutations, stability_2d
 
     experiments = {"glow-permutations": glow_permutations.reproduce, "density-2d": density_2d.reproduce}
+    experiments["stability-2d"] = stability_2d.reproduce  # residual flows / stability study
     out = args.out_dir or f"runs/{args.name}"
     kwargs = {"steps": args.steps, "minutes": args.minutes}
     if args.config:
@@ -151,11 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_sample)
 
     p = sub.add_parser("reproduce", parents=[common], help="a paper experiment end to end, with its table")
-    p.add_argument("name", choices=["glow-permutations", "density-2d"])
+    p.add_argument("name", choices=["glow-permutations", "density-2d", "stability-2d"])
     p.add_argument("--out-dir", help="where the runs and results.md go (default runs/NAME)")
     p.add_argument("--config", help="base config (default configs/NAME.toml)")
     p.add_argument("--steps", type=int, help="training steps per run (default: the config's max_steps)")
-    p.add_argument("--minutes", type=float, help="glow-permutations: training time per variant instead of --steps")
+    p.add_argument("--minutes", type=float, help="glow-permutations, stability-2d: training time per run instead of --steps")
     p.set_defaults(func=_reproduce)
 
     p = sub.add_parser("data", help="find (or download into the per-user cache) the named data sets")

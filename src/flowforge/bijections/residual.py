@@ -16,8 +16,9 @@ x_0 = y - g(y), iterated until every coordinate moved by at most `inverse_atol +
 * |y|` in one step, at most `inverse_max_iter` steps; the error to the true inverse is then at
 most Lip(g) / (1 - Lip(g)) times that step (49x for Lip(g) = 0.98). Non-convergence (or
 non-finite input) warns with `ResidualInverseWarning` and is recorded in `last_inverse`.
-In "exact" mode Newton steps with the exact Jacobian follow (the inverse is then exact to
-rounding, and its gradient is the implicit one, (I + J_g)^-1). In "estimator" mode, when
+In "exact" mode `newton_steps` (2) Newton steps with the exact Jacobian follow (the inverse is
+then exact to rounding, and its gradient is the implicit one, (I + J_g)^-1; 0 keeps the plain
+fixed point). In "estimator" mode (and exact mode without Newton steps), when
 gradients are needed, the last `inverse_grad_steps` fixed-point steps are differentiated (a
 truncated Neumann series for (I + J_g)^-1, as the public attack code's 4-iteration inverse) —
 the gradient through the inverse is then approximate (the steps run without grad as well, so
@@ -64,8 +65,8 @@ class ResidualBlock(Bijection):
         self.train_estimator = RouletteEstimator(n_exact_terms, **common)
         self.eval_estimator = RouletteEstimator(eval_exact_terms, **common)
         self.inverse_atol, self.inverse_rtol = float(inverse_atol), float(inverse_rtol)
-        if inverse_max_iter < 1 or inverse_grad_steps < 0 or newton_steps < 1:
-            raise ValueError("need inverse_max_iter >= 1, inverse_grad_steps >= 0 and newton_steps >= 1")
+        if inverse_max_iter < 1 or inverse_grad_steps < 0 or newton_steps < 0:
+            raise ValueError("need inverse_max_iter >= 1, inverse_grad_steps >= 0 and newton_steps >= 0")
         self.inverse_max_iter, self.inverse_grad_steps = int(inverse_max_iter), int(inverse_grad_steps)
         self.newton_steps = int(newton_steps)
         self.last_inverse: dict = {}
@@ -137,7 +138,7 @@ class ResidualBlock(Bijection):
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         self._check(z)
         x = self._fixed_point(z)
-        if self.mode == "exact":
+        if self.mode == "exact" and self.newton_steps:
             x, ld = self._newton(z, x)
             return x, -ld
         for _ in range(self.inverse_grad_steps):  # also without grad: the same value either way
