@@ -238,3 +238,23 @@ def test_resflow_image_model_round_trip_and_finite_bpd():
 def test_resflow_rejects_bad_scales():
     with pytest.raises(ValueError, match="divisible by 4"):
         create("resflow", image_shape=(1, 6, 6), n_bits=5, scales=3)
+
+
+def test_logdet_skipped_gives_the_same_map_and_nan_logdet():
+    from flowforge.bijections.residual import logdet_skipped
+
+    model = create("resflow", image_shape=(1, 8, 8), n_bits=5, scales=2, blocks=1, hidden=8)
+    images = torch.randint(0, 32 * 8, (4, 1, 8, 8), dtype=torch.uint8)
+    model.initialize(images)
+    model.eval()
+    x = model.prepare(images)
+    with torch.no_grad():
+        z, ld = model.flow(x)
+        with logdet_skipped(model):
+            z2, ld2 = model.flow(x)
+            x2, ld_inv = model.flow.inverse(z2)
+    torch.testing.assert_close(z2, z, rtol=0, atol=0)
+    assert torch.isfinite(ld).all() and torch.isnan(ld2).all() and torch.isnan(ld_inv).all()
+    assert (x2 - x).abs().max() < 1e-3
+    with torch.no_grad():
+        assert torch.isfinite(model.flow(x)[1]).all()  # restored on exit

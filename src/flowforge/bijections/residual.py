@@ -28,7 +28,8 @@ both give the same value).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
@@ -70,6 +71,7 @@ class ResidualBlock(Bijection):
         self.inverse_max_iter, self.inverse_grad_steps = int(inverse_max_iter), int(inverse_grad_steps)
         self.newton_steps = int(newton_steps)
         self.last_inverse: dict = {}
+        self._skip_logdet = False
 
     @property
     def mode(self) -> str:
@@ -99,6 +101,8 @@ class ResidualBlock(Bijection):
         self._check(x)
         if self.training:
             update_lipschitz(self.net)
+        if self._skip_logdet:
+            return x + self.net(x), torch.full((x.shape[0],), float("nan"), dtype=x.dtype, device=x.device)
         gx, ld, _ = self._g_and_logdet(x)
         return x + gx, ld
 
@@ -138,6 +142,10 @@ class ResidualBlock(Bijection):
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         self._check(z)
         x = self._fixed_point(z)
+        if self._skip_logdet:
+            for _ in range(self.inverse_grad_steps):
+                x = z - self.net(x)
+            return x, torch.full((z.shape[0],), float("nan"), dtype=z.dtype, device=z.device)
         if self.mode == "exact" and self.newton_steps:
             x, ld = self._newton(z, x)
             return x, -ld
@@ -149,3 +157,19 @@ class ResidualBlock(Bijection):
     def extra_repr(self) -> str:
         return (f"event_shape={self.event_shape}, logdet={self.logdet_mode}, eval_logdet={self.eval_logdet_mode}, "
                 f"inverse_atol={self.inverse_atol}, inverse_rtol={self.inverse_rtol}")
+
+
+@contextmanager
+def logdet_skipped(module: nn.Module) -> Iterator[None]:
+    """Inside the block, every ResidualBlock in `module` maps without computing its log-det and
+    returns NaN in its place (never a silent zero): for diagnostics and attacks that need only the
+    map F and its inverse, where the estimator's many Jacobian products would dominate the cost.
+    The inverse is the plain fixed point (plus `inverse_grad_steps` steps), without Newton steps."""
+    blocks = [m for m in module.modules() if isinstance(m, ResidualBlock)]
+    for b in blocks:
+        b._skip_logdet = True
+    try:
+        yield
+    finally:
+        for b in blocks:
+            b._skip_logdet = False
