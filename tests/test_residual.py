@@ -258,3 +258,13 @@ def test_logdet_skipped_gives_the_same_map_and_nan_logdet():
     assert (x2 - x).abs().max() < 1e-3
     with torch.no_grad():
         assert torch.isfinite(model.flow(x)[1]).all()  # restored on exit
+
+
+def test_non_finite_input_stops_the_inverse_at_once_and_is_kept():
+    block = _strong_block(4).eval()
+    y = torch.randn(3, 4)
+    y[1, 2] = float("nan")
+    with pytest.warns(ResidualInverseWarning):
+        x, _ = block.inverse(y)
+    assert block.last_inverse["iterations"] == 1 and not block.last_inverse["converged"]
+    assert torch.isnan(x[1]).any()  # never silently replaced
