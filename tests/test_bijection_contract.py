@@ -44,6 +44,7 @@ from flowforge.bijections.autoregressive import MAFStep
 from flowforge.bijections.elementwise import BatchNormFlow, Logit
 from flowforge.errors import ShapeError
 from flowforge.models.glow import flow_step
+from flowforge.models.inn_classifier import inn_body
 from flowforge.bijections.masked_coupling import MaskedAffineCoupling, alternating_mask, channel_mask, checkerboard_mask
 from flowforge.nets.mlp import MLP
 from flowforge.nets.resnet import ResNet
@@ -268,6 +269,28 @@ CASES += [
         bad_out=lambda c: (4 * c + 1,),
         expected=lambda c: f"(B, {4 * c})",
     ),
+]
+CASES += [  # INN classifier body: squeeze -> Glow steps, no splits (models/inn_classifier.py)
+    # one affine step: two perturbed affine steps contract so much (log-det ~ -100 over 64 dims) that
+    # float32 round-off in their inverse exceeds the batch-independence tolerance
+    Case(
+        f"inn-body-{coupling}-{permutation}",
+        lambda c, s, coupling=coupling, permutation=permutation, depth=depth: inn_body(
+            (c, SIDE, SIDE), levels=1, depth=depth, hidden=HIDDEN, coupling=coupling, scale="sigmoid",
+            permutation=permutation, seed=s),
+        bad_in=lambda c: (c, SIDE - 1, SIDE),
+        bad_out=lambda c: (4 * c + 1, SIDE // 2, SIDE // 2),
+        expected=lambda c: "(B, C, H, W) with even H and W",
+        expected_out=lambda c: f"(B, {4 * c}, ...)",
+    )
+    for coupling, permutation, depth in (("affine", "conv1x1", 1), ("additive", "shuffle", 2))
+]
+from flowforge.training.memory_saving import MemorySavingChain  # noqa: E402
+
+CASES += [  # memory-saving backprop wrapper (training/memory_saving.py): the same map, whose
+    # backward rebuilds activations from outputs; both directions go through it
+    Case("memory-saving-glow-step",
+         lambda c, s: MemorySavingChain(flow_step(c, HIDDEN, "affine", "sigmoid", "conv1x1-lu", seed=s))),
 ]
 # --------------------------------------------------------------------------- residual flows
 # Residual blocks in exact-log-det mode (brute-force Jacobian; the Newton-refined fixed-point

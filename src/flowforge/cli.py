@@ -31,11 +31,25 @@ def _train(args) -> int:
         run_dir = Path(args.run_dir or Path("runs") / f"{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
     if args.device:
         cfg.train.device = args.device
+    if cfg.model.name == "inn-classifier":  # a classifier: its own loop, selected on validation accuracy
+        return _train_classifier(cfg, run_dir, args)
     trainer = Trainer(cfg, run_dir, data_dir=args.data_dir, progress=not args.no_progress)
     state = trainer.fit(resume=args.resume)
     print(f"run directory: {run_dir}")
     print(f"steps: {state.step}; best validation {METRIC_NAMES[state.metric]} {state.best_valid:.4f} at step {state.best_step}; "
           f"training time {state.elapsed_seconds:.1f} s")
+    return 0
+
+
+def _train_classifier(cfg, run_dir: Path, args) -> int:
+    from flowforge.experiments.inn_training import train_classifier
+
+    if args.resume:
+        raise FlowforgeError("inn-classifier runs are not resumable (minutes long); train again into a new --run-dir")
+    s = train_classifier(cfg, run_dir, data_dir=args.data_dir, progress=not args.no_progress)
+    print(f"run directory: {run_dir}")
+    print(f"steps: {s['steps']} ({s['skipped_steps']} skipped); best validation accuracy {s['best_valid_accuracy']:.4f} "
+          f"at step {s['best_step']}; training time {s['train_seconds']:.1f} s")
     return 0
 
 
@@ -93,9 +107,14 @@ def _sample(args) -> int:
 
 
 def _reproduce(args) -> int:
-    from flowforge.experiments import density_2d, glow_permutations, stability_2d
+    from flowforge.experiments import density_2d, glow_permutations, gradient_angles, inn_table, toy_regression
+    from flowforge.experiments import attack as attack_fashion
+    from flowforge.experiments import stability_2d
 
-    experiments = {"glow-permutations": glow_permutations.reproduce, "density-2d": density_2d.reproduce}
+    experiments = {"glow-permutations": glow_permutations.reproduce, "density-2d": density_2d.reproduce,
+                   "inn-table": inn_table.reproduce,
+                   "toy-regression": toy_regression.reproduce, "gradient-angle": gradient_angles.reproduce}
+    experiments["attack-fashion"] = attack_fashion.reproduce
     experiments["stability-2d"] = stability_2d.reproduce  # residual flows / stability study
     out = args.out_dir or f"runs/{args.name}"
     kwargs = {"steps": args.steps, "minutes": args.minutes}
@@ -103,6 +122,36 @@ def _reproduce(args) -> int:
         kwargs["config"] = args.config
     print(experiments[args.name](out, data_dir=args.data_dir, progress=not args.no_progress, **kwargs))
     print(f"table written to {out}/results.md")
+    return 0
+
+
+def _diagnose(args) -> int:
+    from flowforge.diagnostics.diagnose import diagnose_run
+
+    out = args.out or str(Path(args.run_dir) / "diagnostics")
+    r = diagnose_run(args.run_dir, split=args.split, examples=args.examples, out=out, ood=args.ood,
+                     ood_examples=args.ood_examples, data_dir=args.data_dir, which=args.checkpoint, seed=args.seed,
+                     command="flowforge " + shlex.join(sys.argv[1:]), jacobian_examples=args.jacobian_examples,
+                     condition_examples=args.condition_examples, iters=args.iters)
+    rec = r["reconstruction"]
+    print(f"reconstruction error over {rec['examples']} {args.split} examples: mean {rec['mean']}, max {rec['max']}, "
+          f"non-finite {rec['non_finite']} ({rec['share_non_finite']:.2%})")
+    print(f"wrote {out}/report.md, {out}/diagnose.json")
+    return 0
+
+
+def _attack(args) -> int:
+    from flowforge.diagnostics.attack_run import attack_run
+
+    out = args.out or str(Path(args.run_dir) / "attack")
+    summary, _ = attack_run(args.run_dir, split=args.split, examples=args.examples, steps=args.steps,
+                            step_size=args.step_size, out=out, seed=args.seed, data_dir=args.data_dir,
+                            which=args.checkpoint, command="flowforge " + shlex.join(sys.argv[1:]),
+                            progress=not args.no_progress, screen=args.screen)
+    final = summary["final"]
+    print(f"attack ({summary['steps']} steps, eps {summary['epsilon']:g}) on {final['examples']} images: final "
+          f"reconstruction error mean {final['mean']}, max {final['max']}, non-finite {final['non_finite']}")
+    print(f"wrote {out}/attack.json, {out}/attack-curve.png, {out}/attack-worst.png")
     return 0
 
 
@@ -152,12 +201,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_sample)
 
     p = sub.add_parser("reproduce", parents=[common], help="a paper experiment end to end, with its table")
-    p.add_argument("name", choices=["glow-permutations", "density-2d", "stability-2d"])
+    p.add_argument("name", choices=["glow-permutations", "density-2d", "inn-table", "toy-regression", "gradient-angle",
+                                    "attack-fashion", "stability-2d"])
     p.add_argument("--out-dir", help="where the runs and results.md go (default runs/NAME)")
     p.add_argument("--config", help="base config (default configs/NAME.toml)")
     p.add_argument("--steps", type=int, help="training steps per run (default: the config's max_steps)")
-    p.add_argument("--minutes", type=float, help="glow-permutations, stability-2d: training time per run instead of --steps")
+    p.add_argument("--minutes", type=float,
+                   help="glow-permutations, inn-table, stability-2d: training time per variant instead of --steps")
     p.set_defaults(func=_reproduce)
+
+    p = sub.add_parser("diagnose", parents=[common], help="stability diagnostics of a trained run (report + plots)")
+    p.add_argument("run_dir")
+    p.add_argument("--split", choices=["test", "valid", "train"], default="test")
+    p.add_argument("--examples", type=int, default=1000, help="examples of the split for reconstruction errors")
+    p.add_argument("--out", help="output folder (default RUN_DIR/diagnostics)")
+    p.add_argument("--ood", action="store_true", help="also the out-of-distribution probes (image models)")
+    p.add_argument("--ood-examples", type=int, default=256, help="inputs per out-of-distribution probe")
+    p.add_argument("--jacobian-examples", type=int, default=2, help="examples for the exact float64 spectra")
+    p.add_argument("--condition-examples", type=int, default=8, help="examples for power-iteration condition numbers")
+    p.add_argument("--iters", type=int, default=20, help="power iterations")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    p.set_defaults(func=_diagnose)
+
+    p = sub.add_parser("attack", parents=[common], help="invertibility attack inside the dequantisation cell")
+    p.add_argument("run_dir")
+    p.add_argument("--split", choices=["test", "valid", "train"], default="test")
+    p.add_argument("--examples", type=int, default=32)
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--step-size", type=float, default=5e-4)
+    p.add_argument("--screen", type=int, default=0, metavar="N",
+                   help="attack the --examples images of the first N whose round trip is worst (default: the first ones)")
+    p.add_argument("--out", help="output folder (default RUN_DIR/attack)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    p.set_defaults(func=_attack)
 
     p = sub.add_parser("data", help="find (or download into the per-user cache) the named data sets")
     p.add_argument("names", nargs="+", choices=["mnist", "fashion-mnist"])

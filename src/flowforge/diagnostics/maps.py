@@ -79,7 +79,7 @@ def invertible_map(model_or_bijection: nn.Module, context: Tensor | None = None,
     (B, D) back exactly (up to the model's own numerical error, which is what the diagnostics
     measure).
 
-    - a FlowModel with a `flow` bijection (flat models): that bijection;
+    - a FlowModel with a `flow` bijection (flat models, single-latent image models): that bijection;
     - any other FlowModel (Glow, RealNVP, ...): `encode`, every latent flattened and concatenated,
       and `decode`;
     - a bare Bijection: itself, its output flattened.

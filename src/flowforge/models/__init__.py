@@ -5,11 +5,12 @@ from flowforge.models.flat import FlatFlowModel
 from flowforge.models.flat_realnvp import FlatRealNVP
 from flowforge.models.flat_resflow import FlatResFlow
 from flowforge.models.glow import Glow
+from flowforge.models.inn_classifier import INNClassifier
 from flowforge.models.maf import MAF
 from flowforge.models.realnvp import RealNVP
 from flowforge.models.resflow import ResFlow
 from flowforge.models.registry import available, create, register
 
-__all__ = ["FlatFlowModel", "FlatRealNVP", "FlowModel", "Glow", "ImageFlowModel", "MAF", "RealNVP", "available",
+__all__ = ["FlatFlowModel", "FlatRealNVP", "FlowModel", "Glow", "ImageFlowModel", "INNClassifier", "MAF", "RealNVP", "available",
            "create", "register"]
 __all__ += ["FlatResFlow", "ResFlow"]  # residual flows

@@ -36,6 +36,7 @@ from flowforge.models.registry import register
 from flowforge.nets.glow_conv import GlowCouplingNet
 from flowforge.nets.zero_init import LinearZeros
 from flowforge.objectives.bits_per_dim import bits_per_dim
+from flowforge.training.memory_saving import run_chain
 
 PERMUTATIONS = ("conv1x1-lu", "conv1x1", "shuffle", "reverse")
 COUPLINGS = ("affine", "additive")
@@ -85,8 +86,14 @@ class Glow(ImageFlowModel):
         y_weight: float = 0.01,
         learn_top: bool = True,
         seed: int = 0,
+        memory_saving: bool = False,
+        checkpoint_steps: bool = False,
     ):
+        """`memory_saving`: reversible backprop through each level's steps (activations rebuilt
+        from outputs, memory independent of depth; exact only as far as the inverse is);
+        `checkpoint_steps`: torch.utils.checkpoint per step instead (exact, memory O(depth))."""
         super().__init__()
+        self.memory_saving, self.checkpoint_steps = memory_saving, checkpoint_steps
         self._set_image_shape(image_shape, n_bits)
         c, h, w = self.image_shape
         if h % 2**levels or w % 2**levels:
@@ -117,7 +124,7 @@ class Glow(ImageFlowModel):
         z = x
         for level, steps in enumerate(self.steps):
             z, _ = self.squeeze(z)
-            z, ld = steps(z)
+            z, ld = run_chain(steps, z, memory_saving=self.memory_saving, checkpointing=self.checkpoint_steps)
             logdet = logdet + ld
             if level < self.levels - 1:
                 kept, out = z.chunk(2, dim=1)

@@ -61,6 +61,7 @@ class TrainConfig:
     patience: int = 0
     nonfinite_patience: int = 5
     lr_backoff: float = 0.5
+    diagnose_every: int = 0  # stability numbers to metrics.csv every N steps (flowforge.diagnostics); 0 = off
 
     CHOICES = {"optimizer": ("adamax", "adam"), "device": ("auto", "cpu", "cuda")}
     RANGES = {
@@ -69,6 +70,7 @@ class TrainConfig:
         "init_batch": (1, 10**6), "log_every": (1, 10**9), "eval_every": (1, 10**9),
         "valid_examples": (0, 10**9), "checkpoint_every": (1, 10**9), "sample_every": (1, 10**9),
         "sample_temperature": (0.0, 10.0), "patience": (0, 10**9), "nonfinite_patience": (1, 10**6), "lr_backoff": (0.0, 1.0),
+        "diagnose_every": (0, 10**9),
     }
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 COLUMNS = ("step", "event", "elapsed_s", "lr", "train_loss", "train_bpd", "valid_bpd", "train_nll", "valid_nll",
            "examples_per_s")
+# written every train.diagnose_every steps (flowforge.diagnostics.during_training.COLUMNS)
+COLUMNS += ("recon_mean", "recon_max", "recon_non_finite", "condition_median", "condition_max")
 
 
 class MetricsLog:

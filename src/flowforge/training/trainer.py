@@ -165,6 +165,14 @@ class Trainer:
             self.state.validations_since_best += 1
         return value
 
+    def _diagnose(self, log: MetricsLog) -> None:
+        """Stability numbers of the weights being trained on a fixed validation batch (train.diagnose_every)."""
+        from flowforge.diagnostics.during_training import DIAGNOSE_EXAMPLES, model_inputs, training_diagnostics
+
+        batch = tuple(t[:DIAGNOSE_EXAMPLES].to(self.device) for t in self.valid_data)
+        x = model_inputs(self.model, batch, torch.Generator(device=self.device).manual_seed(VALIDATION_SEED))
+        log.log(self.state.step, "diagnose", elapsed_s=self.state.elapsed_seconds, **training_diagnostics(self.model, x))
+
     def _write_samples(self) -> Path | None:
         gen = torch.Generator(device=self.device).manual_seed(SAMPLE_SEED)
         return self.source.write_samples(self.ema.shadow, self.paths.samples / f"step-{self.state.step:07d}",
@@ -259,6 +267,8 @@ class Trainer:
                     window_n, window_start = 0, self.state.elapsed_seconds
                 if step % cfg.train.eval_every == 0:
                     self._validate(log)
+                if cfg.train.diagnose_every and step % cfg.train.diagnose_every == 0:
+                    self._diagnose(log)
                 if step % cfg.train.sample_every == 0:
                     self._write_samples()
                 if step % cfg.train.checkpoint_every == 0:
