@@ -49,6 +49,8 @@ from flowforge.bijections.masked_coupling import MaskedAffineCoupling, alternati
 from flowforge.nets.mlp import MLP
 from flowforge.nets.resnet import ResNet
 from flowforge.nets.glow_conv import GlowCouplingNet
+from flowforge.bijections.residual import ResidualBlock
+from flowforge.nets.lipschitz import lipschitz_conv_net, lipschitz_mlp
 
 HIDDEN = 8  # coupling-network width
 SIDE = 4  # images are (C, SIDE, SIDE)
@@ -289,6 +291,40 @@ CASES += [  # memory-saving backprop wrapper (training/memory_saving.py): the sa
     # backward rebuilds activations from outputs; both directions go through it
     Case("memory-saving-glow-step",
          lambda c, s: MemorySavingChain(flow_step(c, HIDDEN, "affine", "sigmoid", "conv1x1-lu", seed=s))),
+]
+# --------------------------------------------------------------------------- residual flows
+# Residual blocks in exact-log-det mode (brute-force Jacobian; the Newton-refined fixed-point
+# inverse is exact to rounding); the estimator, the fixed-point tolerance and the Lipschitz
+# bound are tested in tests/test_residual.py.
+
+CASES += [  # residual flows
+    Case(
+        "residual-exact-flat",
+        lambda c, s: ResidualBlock(lipschitz_mlp(4 * c, [16]), (4 * c,), logdet="exact", eval_logdet="exact"),
+        flat=True,
+        bad_in=lambda c: (4 * c + 1,),
+        bad_out=lambda c: (4 * c + 1,),
+        expected=lambda c: f"(B, {4 * c})",
+    ),
+    Case(
+        "residual-exact-conv",
+        lambda c, s: ResidualBlock(lipschitz_conv_net(c, 8, (SIDE, SIDE)), (c, SIDE, SIDE), logdet="exact",
+                                   eval_logdet="exact"),
+        expected=lambda c: f"(B, {c}, {SIDE}, {SIDE})",
+    ),
+    # the flat coupling with a bounded scale (the 2-D stability study's affine models)
+    *[
+        Case(
+            f"masked-flat-{name}",
+            lambda c, s, name=name: MaskedAffineCoupling(alternating_mask(4 * c), shift_net=MLP(4 * c, 4 * c, [8], "relu"),
+                                                         log_scale_net=MLP(4 * c, 4 * c, [8], "tanh"), scale=name),
+            flat=True,
+            bad_in=lambda c: (4 * c + 1,),
+            bad_out=lambda c: (4 * c + 1,),
+            expected=lambda c: f"(B, {4 * c})",
+        )
+        for name in ("sigmoid", "squashed-sigmoid")
+    ],
 ]
 assert {f"affine-{name}" for name in SCALE_FUNCTIONS} <= {case.id for case in CASES}
 

@@ -215,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="base config (default configs/NAME.toml)")
     p.add_argument("--steps", type=int, help="training steps per run (default: the config's max_steps)")
     p.add_argument("--minutes", type=float,
-                   help="glow-permutations, inn-table: training time per variant instead of --steps")
+                   help="glow-permutations, inn-table, stability-2d: training time per variant instead of --steps")
     p.set_defaults(func=_reproduce)
 
     p = sub.add_parser("diagnose", parents=[common], help="stability diagnostics of a trained run (report + plots)")

@@ -13,6 +13,7 @@ from flowforge.bijections.permutations import (
     ShufflePermutation,
 )
 from flowforge.bijections.reshape import Squeeze
+from flowforge.bijections.residual import ResidualBlock
 from flowforge.bijections.scale_functions import SCALE_FUNCTIONS
 
 __all__ = [
@@ -35,3 +36,4 @@ __all__ = [
     "data_dependent_init",
     "is_initialized",
 ]
+__all__ += ["ResidualBlock"]  # residual flows

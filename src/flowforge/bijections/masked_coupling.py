@@ -5,6 +5,10 @@
 (shift then scale, as the LGF code). The mask is a checkerboard or a channel split for images
 (`checkerboard_mask`, `channel_mask`) and alternating dimensions for flat data (`alternating_mask`);
 `invert=True` swaps the roles of the two halves.
+
+`scale` names the map from the network's raw output h to (exp(s), s) (`scale_functions`): "exp"
+(the default, s = h, as above) or a bounded one such as "sigmoid" / "squashed-sigmoid" (Behrmann
+et al. 2021, section 5 and supplement C).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from flowforge.bijections.base import Bijection
+from flowforge.bijections.scale_functions import get_scale_function
 from flowforge.errors import ShapeError
 
 
@@ -42,12 +47,13 @@ class MaskedAffineCoupling(Bijection):
     along dim 1 (shift first, as the LGF code's ChunkedSharedCoupler)."""
 
     def __init__(self, mask: Tensor, net: nn.Module | None = None, shift_net: nn.Module | None = None,
-                 log_scale_net: nn.Module | None = None):
+                 log_scale_net: nn.Module | None = None, scale: str = "exp"):
         super().__init__()
         if (net is None) == (shift_net is None or log_scale_net is None):
             raise ValueError("give either `net` or both `shift_net` and `log_scale_net`")
         self.register_buffer("mask", mask.float())
         self.net, self.shift_net, self.log_scale_net = net, shift_net, log_scale_net
+        self.scale, self._scale_fn = scale, get_scale_function(scale)
 
     def _shift_log_scale(self, x_masked: Tensor) -> tuple[Tensor, Tensor]:
         if self.net is not None:
@@ -55,7 +61,7 @@ class MaskedAffineCoupling(Bijection):
         else:
             shift, log_scale = self.shift_net(x_masked), self.log_scale_net(x_masked)
         free = 1 - self.mask
-        return shift * free, log_scale * free
+        return shift * free, self._scale_fn(log_scale)[1] * free
 
     def _check(self, x: Tensor) -> None:
         if tuple(x.shape[1:]) != tuple(self.mask.shape):

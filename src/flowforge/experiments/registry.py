@@ -15,6 +15,7 @@ EXPERIMENTS: dict[str, str] = {
     "toy-regression": "toy_regression",
     "gradient-angle": "gradient_angles",
     "attack-fashion": "attack",
+    "stability-2d": "stability_2d",
 }
 
 

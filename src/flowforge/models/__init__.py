@@ -3,12 +3,14 @@
 from flowforge.models.base import FlowModel, ImageFlowModel
 from flowforge.models.flat import FlatFlowModel
 from flowforge.models.flat_realnvp import FlatRealNVP
+from flowforge.models.flat_resflow import FlatResFlow
 from flowforge.models.glow import Glow
 from flowforge.models.inn_classifier import INNClassifier
+from flowforge.models.lgf import LGFMAF, LGFFlatRealNVP, LGFRealNVP
 from flowforge.models.maf import MAF
 from flowforge.models.realnvp import RealNVP
 from flowforge.models.registry import available, create, register
+from flowforge.models.resflow import ResFlow
 
-__all__ = ["FlatFlowModel", "FlatRealNVP", "FlowModel", "Glow", "ImageFlowModel", "INNClassifier", "MAF", "RealNVP", "available",
-           "create", "register"]
-from flowforge.models.lgf import LGFMAF, LGFFlatRealNVP, LGFRealNVP  # noqa: E402  (localised generative flows)
+__all__ = ["FlatFlowModel", "FlatRealNVP", "FlatResFlow", "FlowModel", "Glow", "ImageFlowModel", "INNClassifier",
+           "LGFFlatRealNVP", "LGFMAF", "LGFRealNVP", "MAF", "RealNVP", "ResFlow", "available", "create", "register"]

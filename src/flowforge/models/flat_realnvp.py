@@ -1,6 +1,7 @@
 """RealNVP for flat data (Dinh et al. 2017; the LGF code's flat baseline): affine couplings with
 alternating masks, a tanh MLP for the log-scale and a ReLU MLP for the shift, and optionally a
-batch-normalisation flow after each coupling."""
+batch-normalisation flow after each coupling. `scale` picks the scale function applied to the
+log-scale network's output (`bijections.scale_functions`; "exp" is RealNVP's exp(s))."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Sequence
 
 from flowforge.bijections import Chain
 from flowforge.bijections.elementwise import BatchNormFlow
+from flowforge.bijections.scale_functions import SCALE_FUNCTIONS
 from flowforge.bijections.masked_coupling import MaskedAffineCoupling, alternating_mask
 from flowforge.models.flat import FlatFlowModel
 from flowforge.models.registry import register
@@ -16,7 +18,10 @@ from flowforge.nets.mlp import MLP
 
 @register("flat-realnvp")
 class FlatRealNVP(FlatFlowModel):
-    def __init__(self, dim: int, layers: int = 10, hidden: Sequence[int] = (100, 100), batch_norm: bool = True):
+    CHOICES = {"scale": tuple(SCALE_FUNCTIONS)}
+
+    def __init__(self, dim: int, layers: int = 10, hidden: Sequence[int] = (100, 100), batch_norm: bool = True,
+                 scale: str = "exp"):
         super().__init__(dim)
         if dim < 2:
             raise ValueError("a coupling flow needs at least 2 dimensions")
@@ -24,7 +29,7 @@ class FlatRealNVP(FlatFlowModel):
         for i in range(layers):
             mask = alternating_mask(dim, invert=i % 2 == 1)
             steps.append(MaskedAffineCoupling(mask, shift_net=MLP(dim, dim, hidden, "relu"),
-                                              log_scale_net=MLP(dim, dim, hidden, "tanh")))
+                                              log_scale_net=MLP(dim, dim, hidden, "tanh"), scale=scale))
             if batch_norm:
                 steps.append(BatchNormFlow(dim))
         self.flow = Chain(steps)
