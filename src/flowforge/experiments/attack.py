@@ -26,6 +26,7 @@ SCREEN = 1000
 MODELS = {
     "affine-glow": "configs/stability-glow-affine-5bit.toml",
     "additive-glow": "configs/stability-glow-additive-5bit.toml",
+    "resflow": "configs/stability-resflow-5bit.toml",
 }
 
 
