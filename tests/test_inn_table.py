@@ -59,3 +59,8 @@ def test_flowforge_train_runs_the_classifier_loop(tmp_path, capsys):
     assert (run / "checkpoints" / "best").is_dir() and (run / "config.toml").is_file()
     assert main(["train", "--resume", "--run-dir", str(run), "--no-progress"]) == 2
     assert "not resumable" in capsys.readouterr().err
+    # `flowforge eval` reports accuracy for a classifier run (a bits/dim would be meaningless)
+    assert main(["eval", str(run), "--examples", "200", "--svd-images", "4", "--no-progress"]) == 0
+    assert "test accuracy" in capsys.readouterr().out and (run / "inn-eval-test.json").is_file()
+    assert main(["eval", str(run), "--split", "valid", "--no-progress"]) == 2
+    assert "test split" in capsys.readouterr().err

@@ -58,10 +58,29 @@ def _train_classifier(cfg, run_dir: Path, args) -> int:
     return 0
 
 
+def _eval_classifier(args) -> int:
+    from flowforge.experiments.inn_table import RESULT_FILE, evaluate_variant
+
+    if args.split != "test" or args.checkpoint != "best":
+        raise FlowforgeError("an inn-classifier run is evaluated on the test split with its best-validation checkpoint")
+    r = evaluate_variant(args.run_dir, data_dir=args.data_dir, svd_images=args.svd_images, test_examples=args.examples,
+                         progress=not args.no_progress)
+    rec = r["reconstruction"]
+    print(f"test accuracy {r['accuracy']:.4f} over {r['examples']} images (checkpoint step {r['checkpoint_step']}); "
+          f"reconstruction error mean {rec['mean']}, max {rec['max']}, non-finite {rec['non_finite']}")
+    print(f"wrote {Path(args.run_dir) / RESULT_FILE}")
+    return 0
+
+
 def _eval(args) -> int:
     from flowforge.evaluation.summary import METRIC_NAMES
     from flowforge.training.pipeline import evaluate_run
+    from flowforge.training.runs import read_run_config
 
+    if read_run_config(args.run_dir).model.name == "inn-classifier":  # accuracy, not a density
+        return _eval_classifier(args)
+    if args.examples:
+        raise FlowforgeError("--examples applies to inn-classifier runs; a density is evaluated over the whole split")
     r = evaluate_run(args.run_dir, split=args.split, command="flowforge " + shlex.join(sys.argv[1:]),
                      data_dir=args.data_dir, which=args.checkpoint, samples=args.samples, batch_size=args.batch_size,
                      device=args.device or "auto", progress=not args.no_progress,
@@ -194,6 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")
     p.add_argument("--importance-samples", type=int, help="lgf-* models: K of the IS estimate (default model.test_samples)")
     p.add_argument("--repeats", type=int, help="lgf-* models: independent IS evaluations (default model.test_repeats)")
+    p.add_argument("--examples", type=int, default=0,
+                   help="inn-classifier runs: the first N test images (default all); density models use the whole split")
+    p.add_argument("--svd-images", type=int, default=100,
+                   help="inn-classifier runs: test images for the power-iteration singular values")
     p.set_defaults(func=_eval)
 
     p = sub.add_parser("sample", parents=[common], help="sample grids, temperature sweep, interpolation, class edit")
