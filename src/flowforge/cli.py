@@ -190,7 +190,7 @@ def _data(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="flowforge", description="Flow-based generative models: train, eval, sample.")
+    parser = argparse.ArgumentParser(prog="flowforge", description="Flow-based generative models: train, evaluate, sample, diagnose, attack, benchmark and reproduce paper experiments.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     common = argparse.ArgumentParser(add_help=False)
