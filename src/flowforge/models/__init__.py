@@ -7,6 +7,7 @@ from flowforge.models.glow import Glow
 from flowforge.models.maf import MAF
 from flowforge.models.realnvp import RealNVP
 from flowforge.models.registry import available, create, register
+from flowforge.models.vae_flow import VAEFlow
 
-__all__ = ["FlatFlowModel", "FlatRealNVP", "FlowModel", "Glow", "ImageFlowModel", "MAF", "RealNVP", "available",
+__all__ = ["FlatFlowModel", "FlatRealNVP", "FlowModel", "Glow", "ImageFlowModel", "MAF", "RealNVP", "VAEFlow", "available",
            "create", "register"]
