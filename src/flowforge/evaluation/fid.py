@@ -87,6 +87,18 @@ def sample_images(sampler: Callable[[int, torch.Generator], Tensor], n: int, n_b
     return torch.cat(out)
 
 
+def sampler_for(model, temperature: float | None = None, use_glow: bool = True):
+    """`sampler(n, generator)` of a trained image model. Latent-variable models with a Glow layer
+    (vae-flow) take the Glow temperature (None: the model's default) and can skip the layer
+    (`use_glow=False`: the decoder mean, "VAE samples"); other models sample at `temperature` (None: 1)."""
+    if hasattr(model, "decode_latents"):
+        return lambda n, gen: model.decode_latents(model.sample_latents(n, generator=gen), temperature, gen, use_glow)
+    if not use_glow:
+        raise ValueError(f"{type(model).__name__} has no Glow layer to skip")
+    t = 1.0 if temperature is None else temperature
+    return lambda n, gen: model.sample(n, t, generator=gen)
+
+
 def fid_of_sampler(sampler: Callable[[int, torch.Generator], Tensor], extractor, test_images: Tensor, n: int,
                    n_bits: int = 8, seed: int = 0, device: torch.device | str = "cpu", progress: bool = False) -> dict:
     """FID between n samples and the first n test images (uint8), with the extractor named."""
@@ -99,4 +111,4 @@ def fid_of_sampler(sampler: Callable[[int, torch.Generator], Tensor], extractor,
 
 
 __all__ = ["feature_statistics", "frechet_distance", "fid_from_features", "image_features", "sample_images",
-           "fid_of_sampler"]
+           "fid_of_sampler", "sampler_for"]

@@ -23,16 +23,24 @@ The Glow layer needs at least two channels to couple: single-channel images (MNI
 are squeezed 2x2 -> (4, H/2, W/2) before it and unsqueezed after (`glow_squeeze="auto"`), a
 fixed permutation of the pixels (log|det| = 0); there is still no split, so the layer is one
 flow over every dimension as in the paper.
+
+The paper does not say how the Glow layer starts. `glow_init="identity"` (the default) starts it
+as the identity map (actnorm at zero shift and unit scale, 1x1 convolutions at the identity
+matrix; the additive couplings start at the identity anyway), so phase 2 starts exactly at the
+phase-1 bound and can only improve on it; `glow_init="data"` is Glow's data-dependent actnorm
+initialisation with random rotations. The coupling networks' inner actnorms are data-initialised
+in both cases.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
-from flowforge.bijections import Chain, Inverse, Squeeze
+from flowforge.bijections import Chain, Inverse, InvertibleConv1x1, InvertibleConv1x1LU, Squeeze
 from flowforge.bijections.actnorm import data_dependent_init
 from flowforge.distributions.gaussian import diag_gaussian_log_prob, diag_gaussian_sample
 from flowforge.errors import ConfigError
@@ -47,6 +55,7 @@ PHASES = ("vae", "glow", "joint", "prior")
 PRIORS = ("flow", "gaussian", "two-stage")
 DECODER_VARIANCES = ("pixel", "scalar")
 SQUEEZE = ("auto", "always", "never")
+GLOW_INITS = ("identity", "data")
 
 
 def glow_layer(channels: int, depth: int, hidden: int, permutation: str = "conv1x1", squeeze: bool = False,
@@ -61,12 +70,34 @@ def glow_layer(channels: int, depth: int, hidden: int, permutation: str = "conv1
     return Chain([Squeeze(), *steps, Inverse(Squeeze())] if squeeze else steps)
 
 
+@torch.no_grad()
+def _start_at_identity(glow: Chain) -> None:
+    """Make every flow step's actnorm and 1x1 convolution the identity (actnorms marked
+    initialised so that data-dependent initialisation leaves them alone)."""
+    for step in glow.layers:
+        if not isinstance(step, Chain):
+            continue  # the squeeze pair
+        actnorm, permutation = step.layers[0], step.layers[1]
+        actnorm.bias.zero_()
+        actnorm.log_scale.zero_()
+        actnorm.initialized.fill_(True)
+        if isinstance(permutation, InvertibleConv1x1):
+            permutation.weight.copy_(torch.eye(permutation.weight.shape[0]))
+        elif isinstance(permutation, InvertibleConv1x1LU):
+            eye = torch.eye(permutation.lower.shape[0])
+            permutation.perm_matrix.copy_(eye)
+            permutation.sign_s.fill_(1.0)
+            permutation.lower.zero_()
+            permutation.upper.zero_()
+            permutation.log_s.zero_()
+
+
 @register("vae-flow")
 class VAEFlow(ImageFlowModel):
     """VAE + flow prior + additive Glow decoder layer over images of shape `image_shape`."""
 
     CHOICES = {"phase": PHASES, "prior": PRIORS, "decoder_variance": DECODER_VARIANCES,
-               "glow_squeeze": SQUEEZE, "permutation": PERMUTATIONS}
+               "glow_squeeze": SQUEEZE, "permutation": PERMUTATIONS, "glow_init": GLOW_INITS}
 
     def __init__(
         self,
@@ -84,6 +115,7 @@ class VAEFlow(ImageFlowModel):
         glow_hidden: int = 256,
         permutation: str = "conv1x1",
         glow_squeeze: str = "auto",
+        glow_init: str = "identity",
         glow_temperature: float = 0.5,
         phase: str = "vae",
         init_from: str = "",
@@ -93,7 +125,7 @@ class VAEFlow(ImageFlowModel):
         super().__init__()
         self._set_image_shape(image_shape, n_bits)
         for name, value in (("phase", phase), ("prior", prior), ("decoder_variance", decoder_variance),
-                            ("glow_squeeze", glow_squeeze)):
+                            ("glow_squeeze", glow_squeeze), ("glow_init", glow_init)):
             if value not in self.CHOICES[name]:
                 raise ConfigError(f"model.{name}: expected one of {list(self.CHOICES[name])}, got {value!r}")
         c = self.image_shape[0]
@@ -114,6 +146,8 @@ class VAEFlow(ImageFlowModel):
         if phase in ("glow", "joint"):
             squeeze = glow_squeeze == "always" or (glow_squeeze == "auto" and c == 1)
             self.glow = glow_layer(c, glow_depth, glow_hidden, permutation, squeeze, seed)
+            if glow_init == "identity":
+                _start_at_identity(self.glow)
         frozen = {"vae": [], "joint": [], "glow": ["encoder", "decoder", "log_gamma", "prior"],
                   "prior": ["encoder", "decoder", "log_gamma"]}[phase]
         for name in frozen:
@@ -159,6 +193,22 @@ class VAEFlow(ImageFlowModel):
         """The ELBO (a lower bound, not the exact log-density), so evaluation and validation report
         an upper bound on bits/dim."""
         return self.elbo(x)
+
+    @torch.no_grad()
+    def log_prob_is(self, x: Tensor, samples: int = 100, generator: torch.Generator | None = None) -> Tensor:
+        """Importance-sampled log p(x) with q(z|x) as proposal (Burda et al. 2016):
+        log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x), a lower bound that tightens with K (with the
+        second-stage-VAE prior, log p(z_k) is itself that prior's ELBO, so still a bound)."""
+        self._check_input(x)
+        mean_z, log_std_z = self.encoder(x)
+        x_bar, logdet = self.glow(x) if self.glow is not None else (x, 0.0)
+        weights = []
+        for _ in range(samples):
+            z = diag_gaussian_sample(mean_z, log_std_z, generator=generator)
+            mean_x, log_std_x = self._decode_gaussian(z)
+            weights.append(diag_gaussian_log_prob(x_bar, mean_x, log_std_x) + logdet
+                           + self.prior.log_prob(z, generator) - diag_gaussian_log_prob(z, mean_z, log_std_z))
+        return torch.logsumexp(torch.stack(weights).double(), dim=0) - math.log(samples)
 
     # ------------------------------------------------------------------------------ sampling
     def sample_latents(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
