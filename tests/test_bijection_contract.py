@@ -44,6 +44,7 @@ from flowforge.bijections.autoregressive import MAFStep
 from flowforge.bijections.elementwise import BatchNormFlow, Logit
 from flowforge.errors import ShapeError
 from flowforge.models.glow import flow_step
+from flowforge.models.vae_flow import glow_layer
 from flowforge.bijections.masked_coupling import MaskedAffineCoupling, alternating_mask, channel_mask, checkerboard_mask
 from flowforge.nets.mlp import MLP
 from flowforge.nets.resnet import ResNet
@@ -590,3 +591,17 @@ def test_coupling_jacobian_structure(coupling):
     assert torch.count_nonzero(jac[n:, :n]) > 0  # the network really acts
     if coupling == "additive":
         torch.testing.assert_close(block, torch.eye(n, dtype=torch.float64), rtol=0, atol=0)
+CASES += [  # vae-flow: the additive Glow layer of Morrow & Chiu (no split), plain and squeezed for 1 channel
+    # two steps of float32 convolutions: batch-size-dependent summation order reaches ~2e-5
+    Case("vae-flow-glow-layer", lambda c, s: glow_layer(c, depth=2, hidden=HIDDEN, permutation="conv1x1", seed=s),
+         atol=5e-5),
+    Case(
+        "vae-flow-glow-layer-squeezed",
+        lambda c, s: glow_layer(1, depth=2, hidden=HIDDEN, permutation="conv1x1-lu", squeeze=True, seed=s),
+        fixed_shape=(1, SIDE, SIDE),
+        atol=5e-5,
+        bad_in=lambda c: (1, SIDE - 1, SIDE),
+        bad_out=lambda c: (1, SIDE - 1, SIDE),
+        expected=lambda c: "(B, C, H, W) with even H and W",
+    ),
+]
