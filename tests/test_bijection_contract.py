@@ -45,6 +45,7 @@ from flowforge.bijections.elementwise import BatchNormFlow, Logit
 from flowforge.errors import ShapeError
 from flowforge.models.glow import flow_step
 from flowforge.models.inn_classifier import inn_body
+from flowforge.models.vae_flow import glow_layer
 from flowforge.bijections.masked_coupling import MaskedAffineCoupling, alternating_mask, channel_mask, checkerboard_mask
 from flowforge.nets.mlp import MLP
 from flowforge.nets.resnet import ResNet
@@ -361,6 +362,52 @@ def _max_err(a: Tensor, b: Tensor) -> float:
     return (a - b).abs().max().item()
 
 
+# --------------------------------------------------------------------------- localised flows
+# Localised generative flows: the indexed affine G(x; u) = (x + t(u)) exp(s(u)) for a fixed u
+# (seeded per build, shared by the batch); flat (vector u) and image (per-pixel u, ResNet in eval mode)
+from flowforge.bijections.conditional import FixedIndex, IndexedAffine  # noqa: E402  (near its cases)
+
+
+def _fixed_u(shape: tuple[int, ...], seed: int) -> Tensor:
+    return torch.randn(shape, generator=torch.Generator().manual_seed(300 + seed))
+
+
+CASES += [
+    Case(
+        "indexed-affine-flat",
+        lambda c, s: FixedIndex(IndexedAffine((4 * c,), MLP(3, 8 * c, [8], "tanh")), _fixed_u((3,), s)),
+        flat=True,
+        bad_in=lambda c: (4 * c + 1,),
+        bad_out=lambda c: (4 * c + 1,),
+        expected=lambda c: f"(B, {4 * c})",
+    ),
+    Case(
+        "indexed-affine-image",
+        lambda c, s: FixedIndex(IndexedAffine((c, SIDE, SIDE), ResNet(1, 2 * c, hidden=8, blocks=1)),
+                                _fixed_u((1, SIDE, SIDE), s)).eval(),
+        eval_mode=True,
+        expected=lambda c: f"(B, {c}, {SIDE}, {SIDE})",
+    ),
+]
+
+
+# --------------------------------------------------------------------------- VAE-flow decoder
+CASES += [  # vae-flow: the additive Glow layer of Morrow & Chiu (no split), plain and squeezed for 1 channel
+    # two steps of float32 convolutions: batch-size-dependent summation order reaches ~2e-5
+    Case("vae-flow-glow-layer", lambda c, s: glow_layer(c, depth=2, hidden=HIDDEN, permutation="conv1x1", seed=s),
+         atol=5e-5),
+    Case(
+        "vae-flow-glow-layer-squeezed",
+        lambda c, s: glow_layer(1, depth=2, hidden=HIDDEN, permutation="conv1x1-lu", squeeze=True, seed=s),
+        fixed_shape=(1, SIDE, SIDE),
+        atol=5e-5,
+        bad_in=lambda c: (1, SIDE - 1, SIDE),
+        bad_out=lambda c: (1, SIDE - 1, SIDE),
+        expected=lambda c: "(B, C, H, W) with even H and W",
+    ),
+]
+
+
 # --------------------------------------------------------------------------- contract
 
 
@@ -649,29 +696,3 @@ def test_coupling_jacobian_structure(coupling):
     assert torch.count_nonzero(jac[n:, :n]) > 0  # the network really acts
     if coupling == "additive":
         torch.testing.assert_close(block, torch.eye(n, dtype=torch.float64), rtol=0, atol=0)
-# Localised generative flows: the indexed affine G(x; u) = (x + t(u)) exp(s(u)) for a fixed u
-# (seeded per build, shared by the batch); flat (vector u) and image (per-pixel u, ResNet in eval mode)
-from flowforge.bijections.conditional import FixedIndex, IndexedAffine  # noqa: E402
-
-
-def _fixed_u(shape: tuple[int, ...], seed: int) -> Tensor:
-    return torch.randn(shape, generator=torch.Generator().manual_seed(300 + seed))
-
-
-CASES += [
-    Case(
-        "indexed-affine-flat",
-        lambda c, s: FixedIndex(IndexedAffine((4 * c,), MLP(3, 8 * c, [8], "tanh")), _fixed_u((3,), s)),
-        flat=True,
-        bad_in=lambda c: (4 * c + 1,),
-        bad_out=lambda c: (4 * c + 1,),
-        expected=lambda c: f"(B, {4 * c})",
-    ),
-    Case(
-        "indexed-affine-image",
-        lambda c, s: FixedIndex(IndexedAffine((c, SIDE, SIDE), ResNet(1, 2 * c, hidden=8, blocks=1)),
-                                _fixed_u((1, SIDE, SIDE), s)).eval(),
-        eval_mode=True,
-        expected=lambda c: f"(B, {c}, {SIDE}, {SIDE})",
-    ),
-]

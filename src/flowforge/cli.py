@@ -1,4 +1,4 @@
-"""The `flowforge` command: train, eval, sample, reproduce and data (see README for each)."""
+"""The `flowforge` command: train, eval, sample, reproduce, data, fid-features and fid (see README for each)."""
 
 from __future__ import annotations
 
@@ -142,6 +142,10 @@ def _reproduce(args) -> int:
     kwargs = {"steps": args.steps, "minutes": args.minutes}
     if args.config:
         kwargs["config"] = args.config
+    if args.profile:  # vae-flow
+        kwargs["profile"] = args.profile
+    if args.fid_samples:
+        kwargs["fid_samples"] = args.fid_samples
     print(reproduce_function(args.name)(out, data_dir=args.data_dir, progress=not args.no_progress, **kwargs))
     print(f"table written to {out}/results.md")
     return 0
@@ -175,10 +179,53 @@ def _attack(args) -> int:
           f"reconstruction error mean {final['mean']}, max {final['max']}, non-finite {final['non_finite']}")
     print(f"wrote {out}/attack.json, {out}/attack-curve.png, {out}/attack-worst.png")
     return 0
+
+
 def _bench(args) -> int:
     from flowforge.bench.cli import run_bench_command
 
     return run_bench_command(args)
+
+
+def _fid_features(args) -> int:
+    from flowforge.evaluation.fid_features import train_feature_network
+
+    out = args.out or f"runs/fid-features/{args.dataset}"
+    meta = train_feature_network(args.dataset, out, epochs=args.epochs, seed=args.seed, data_dir=args.data_dir,
+                                 progress=not args.no_progress)
+    print(f"feature network in {out}: test accuracy {100 * meta['test_accuracy']:.2f}% after {meta['epochs']} epochs "
+          f"({meta['train_seconds']:.0f} s)")
+    return 0
+
+
+def _fid(args) -> int:
+    import json
+
+    from flowforge.data.images import load_image_split
+    from flowforge.evaluation.fid import fid_of_sampler, sampler_for
+    from flowforge.evaluation.fid_features import inception_extractor, load_feature_network
+    from flowforge.training.runs import load_trained, read_run_config, select_device
+
+    if args.inception_weights:
+        inception_extractor(args.inception_weights)  # raises: not supported
+    if not args.features:
+        raise FlowforgeError("fid needs --features DIR (a network from flowforge fid-features train)")
+    device = select_device(args.device or "auto")
+    cfg = read_run_config(args.run_dir)
+    _, model, state = load_trained(args.run_dir, which=args.checkpoint, device=device)
+    extractor = load_feature_network(args.features, device)
+    test = load_image_split(cfg.data.dataset, "test", data_dir=args.data_dir or cfg.data.data_dir or None).images
+    try:
+        sampler = sampler_for(model, args.temperature, use_glow=not args.no_glow)
+    except ValueError as err:
+        raise FlowforgeError(str(err)) from None
+    result = fid_of_sampler(sampler, extractor, test, args.n, model.n_bits, args.seed, device, not args.no_progress)
+    result.update(temperature=args.temperature, glow=not args.no_glow, checkpoint=state["checkpoint"],
+                  step=state["step"], command="flowforge " + shlex.join(sys.argv[1:]))
+    tag = f"fid-n{args.n}-T{args.temperature if args.temperature is not None else 'default'}" + ("-noglow" if args.no_glow else "")
+    (Path(args.run_dir) / f"{tag}.json").write_text(json.dumps(result, indent=2))
+    print(f"FID {result['fid']:.3f} over {args.n} samples vs {args.n} test images; extractor: {result['extractor']}")
+    return 0
 
 
 def _data(args) -> int:
@@ -239,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="training steps per run (default: the config's max_steps)")
     p.add_argument("--minutes", type=float,
                    help="glow-permutations, inn-table, stability-2d: training time per variant instead of --steps")
+    p.add_argument("--profile", choices=["paper", "cpu-small"], help="vae-flow: network sizes and budgets (default cpu-small)")
+    p.add_argument("--fid-samples", type=int, help="vae-flow: samples (and test images) per FID (default 10000)")
     p.set_defaults(func=_reproduce)
 
     p = sub.add_parser("diagnose", parents=[common], help="stability diagnostics of a trained run (report + plots)")
@@ -267,9 +316,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")
     p.set_defaults(func=_attack)
+
     from flowforge.bench.cli import add_bench_parser
 
     add_bench_parser(sub, common, _bench)
+
+    p = sub.add_parser("fid-features", parents=[common], help="train the feature network used for FID")
+    p.add_argument("action", choices=["train"])
+    p.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default="fashion-mnist")
+    p.add_argument("--out", help="output folder (default runs/fid-features/DATASET)")
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_fid_features)
+
+    p = sub.add_parser("fid", parents=[common], help="FID of a trained image model's samples against the test set")
+    p.add_argument("run_dir")
+    p.add_argument("--features", help="feature network folder (from flowforge fid-features train)")
+    p.add_argument("--inception-weights", help="pytorch-fid Inception weights (not supported; errors)")
+    p.add_argument("--n", type=int, default=10000, help="samples and test images")
+    p.add_argument("--temperature", type=float, help="vae-flow: Glow-layer temperature (default the model's, 0.5); "
+                   "other models: sampling temperature (default 1)")
+    p.add_argument("--no-glow", action="store_true", help="vae-flow: the decoder mean, without the Glow layer")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    p.set_defaults(func=_fid)
 
     p = sub.add_parser("data", help="find (or download into the per-user cache) the named data sets")
     p.add_argument("names", nargs="+", choices=["mnist", "fashion-mnist"])

@@ -16,6 +16,7 @@ EXPERIMENTS: dict[str, str] = {
     "gradient-angle": "gradient_angles",
     "attack-fashion": "attack",
     "stability-2d": "stability_2d",
+    "vae-flow": "vae_flow",
 }
 
 

@@ -11,6 +11,8 @@ from flowforge.models.maf import MAF
 from flowforge.models.realnvp import RealNVP
 from flowforge.models.registry import available, create, register
 from flowforge.models.resflow import ResFlow
+from flowforge.models.vae_flow import VAEFlow
 
 __all__ = ["FlatFlowModel", "FlatRealNVP", "FlatResFlow", "FlowModel", "Glow", "ImageFlowModel", "INNClassifier",
-           "LGFFlatRealNVP", "LGFMAF", "LGFRealNVP", "MAF", "RealNVP", "ResFlow", "available", "create", "register"]
+           "LGFFlatRealNVP", "LGFMAF", "LGFRealNVP", "MAF", "RealNVP", "ResFlow", "VAEFlow", "available", "create",
+           "register"]
