@@ -91,6 +91,7 @@ def test_lgf_maf_uci_config_end_to_end(dataset, tmp_path):
                  "--no-progress"]) == 0
     result = json.loads((run / "eval-test.json").read_text())
     assert result["importance_samples"] == 6 and result["repeats"] == 2 and result["examples"] > 0
+    assert result["log_prob"] == "importance-sampled"
     assert math.isfinite(result["nll"]) and result["elbo_gap"] >= 0
     assert result["is_relative_std"] is not None and math.isfinite(result["is_relative_std"])
     assert main(["sample", str(run), "--data-dir", str(data), "--n", "5", "--no-progress"]) == 0

@@ -217,6 +217,12 @@ def test_flat_resflow_trains_and_eval_matches_estimator_mean():
     assert ((draws.mean(0) - exact).abs() < 4 * se).all()  # eval-mode estimator: unbiased for the exact log p
 
 
+def test_log_prob_kind_says_estimate_unless_evaluated_exactly():
+    assert create("resflow", image_shape=(1, 8, 8), scales=1, blocks=1, hidden=4).log_prob_kind == "roulette-estimate"
+    assert create("flat-resflow", dim=2, blocks=1, hidden=[4]).log_prob_kind == "exact"
+    assert create("flat-resflow", dim=2, blocks=1, hidden=[4], eval_logdet="estimator").log_prob_kind == "roulette-estimate"
+
+
 def test_resflow_image_model_round_trip_and_finite_bpd():
     model = create("resflow", image_shape=(1, 8, 8), n_bits=5, scales=2, blocks=1, hidden=8)
     images = torch.randint(0, 256, (6, 1, 8, 8), dtype=torch.uint8)

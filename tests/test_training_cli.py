@@ -33,12 +33,15 @@ def test_train_resume_eval_sample(tmp_path, capsys):
     assert main(["eval", str(run), "--batch-size", "2000", *QUIET]) == 0
     result = json.loads((run / "eval-test.json").read_text())
     assert result["examples"] == 10000 and math.isfinite(result["bpd"]) and 1.0 < result["bpd"] < 9.0
+    assert result["log_prob"] == "exact"
     assert main(["sample", str(run), "--n", "16", "--sweep", "--interpolate", "--class-edit", "1:7", *QUIET]) == 0
     for name in ["samples-T0.7.png", "temperature-sweep.png", "interpolation.png", "class-edit-1-to-7.png"]:
         assert (run / "samples" / name).stat().st_size > 100
     report = (run / "report.md").read_text()
     assert f"{result['bpd']:.4f}" in report and "steps: 20" in report
-    assert "test bits/dim" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "test bits/dim" in out and "exact log-likelihood" in out
+    assert "log-likelihood: exact log-likelihood" in report
 
 
 def _weights(run):

@@ -49,6 +49,10 @@ def test_two_phases_and_fid_from_the_command_line(tmp_path, capsys):
     assert main(["fid", str(tmp_path / "p2"), "--inception-weights", "x.pth"]) == 2
     assert "not supported" in capsys.readouterr().err
     assert main(["fid", str(tmp_path / "p1"), "--features", str(feats), "--n", "32", "--no-progress"]) == 0
+    # the bits/dim of a VAE-flow are the ELBO's bound, and `eval` says so
+    assert main(["eval", str(tmp_path / "p2"), "--no-progress"]) == 0
+    assert "upper bounds" in capsys.readouterr().out
+    assert json.loads((tmp_path / "p2" / "eval-test.json").read_text())["log_prob"] == "elbo"
 
 
 def test_glow_phase_without_a_phase_one_run_is_refused(tmp_path, capsys):

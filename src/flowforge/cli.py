@@ -73,7 +73,7 @@ def _eval_classifier(args) -> int:
 
 
 def _eval(args) -> int:
-    from flowforge.evaluation.summary import METRIC_NAMES
+    from flowforge.evaluation.summary import LOG_PROB_KINDS, METRIC_NAMES
     from flowforge.training.pipeline import evaluate_run
     from flowforge.training.runs import read_run_config
 
@@ -87,7 +87,7 @@ def _eval(args) -> int:
                      importance_samples=args.importance_samples, repeats=args.repeats)
     metric = r["metric"]
     print(f"{args.split} {METRIC_NAMES[metric]}: {r[metric]:.4f} ± {r[metric + '_std_err']:.4f} over "
-          f"{r['examples']} examples (checkpoint {r['checkpoint']}, step {r['step']})")
+          f"{r['examples']} examples (checkpoint {r['checkpoint']}, step {r['step']}); {LOG_PROB_KINDS[r['log_prob']]}")
     if "elbo_gap" in r:  # importance-sampling estimate of a model trained by an ELBO
         spread = "n/a (one repeat)" if r["is_relative_std"] is None else f"{r['is_relative_std']:.3g}"
         print(f"importance sampling: K = {r['importance_samples']}, {r['repeats']} repeats; ELBO {r[metric + '_elbo']:.4f}, "

@@ -10,6 +10,13 @@ import torch
 from flowforge.errors import NonFiniteError
 
 METRIC_NAMES = {"bpd": "bits/dim", "nll": "NLL (nats per example)"}
+# what a model's log_prob is (FlowModel.log_prob_kind), said beside every figure computed from it
+LOG_PROB_KINDS = {
+    "exact": "exact log-likelihood",
+    "elbo": "from the ELBO: a bound (bits/dim and NLL are upper bounds)",
+    "importance-sampled": "importance-sampled estimate (a bound in expectation that tightens with K)",
+    "roulette-estimate": "log-dets by the unbiased Russian-roulette estimator (random, not exact)",
+}
 
 
 def summarise(values: torch.Tensor, what: str, metric: str) -> dict:

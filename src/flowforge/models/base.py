@@ -23,6 +23,10 @@ class FlowModel(nn.Module):
     - `loss(batch)`: a dict whose "loss" is minimised; the other entries are logged.
     - `initialize(x, context=None)`: data-dependent initialisation (actnorm), once.
 
+    `log_prob_kind` says what `log_prob` computes: exact for the flows, a bound or an
+    estimate for latent-variable models and residual flows (`evaluation.summary.LOG_PROB_KINDS`);
+    evaluation reports carry it.
+
     Class attributes: `DATA_ARGS`, the constructor arguments that come from the data set rather
     than the config (e.g. `image_shape`, `dim`), and `CHOICES`, the allowed values of string
     options, so a config can be validated before the model is built.
@@ -30,6 +34,8 @@ class FlowModel(nn.Module):
 
     DATA_ARGS: tuple[str, ...] = ()
     CHOICES: dict[str, tuple[str, ...]] = {}
+    # what `log_prob` (and so every figure from it) is: a key of evaluation.summary.LOG_PROB_KINDS
+    log_prob_kind: str = "exact"
 
     def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         raise NotImplementedError

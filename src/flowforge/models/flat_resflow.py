@@ -42,3 +42,4 @@ class FlatResFlow(FlatFlowModel):
             if actnorm:
                 steps.append(ActNorm(dim))
         self.flow = Chain(steps)
+        self.log_prob_kind = "exact" if eval_logdet == "exact" else "roulette-estimate"

@@ -67,6 +67,7 @@ class LocalisedFlow:
     """Mixin placed before the base model class: ELBO training, IS likelihood, ancestral sampling."""
 
     max_rows: int = 100_000  # rows per pass of the IS estimator
+    log_prob_kind = "importance-sampled"
 
     def _set_sample_counts(self, train_samples: int, valid_samples: int, test_samples: int, test_repeats: int) -> None:
         for name, value in (("train_samples", train_samples), ("valid_samples", valid_samples),

@@ -64,6 +64,7 @@ class ResFlow(ImageFlowModel):
                 layers.append(ActNorm(c))
         self.flow = Chain(layers)
         self.latent_shape = (c, h, w)
+        self.log_prob_kind = "exact" if eval_logdet == "exact" else "roulette-estimate"
 
     def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         self._check_input(x)

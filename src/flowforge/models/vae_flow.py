@@ -96,6 +96,8 @@ def _start_at_identity(glow: Chain) -> None:
 class VAEFlow(ImageFlowModel):
     """VAE + flow prior + additive Glow decoder layer over images of shape `image_shape`."""
 
+    log_prob_kind = "elbo"
+
     CHOICES = {"phase": PHASES, "prior": PRIORS, "decoder_variance": DECODER_VARIANCES,
                "glow_squeeze": SQUEEZE, "permutation": PERMUTATIONS, "glow_init": GLOW_INITS}
 

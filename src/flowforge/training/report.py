@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from flowforge.evaluation.summary import METRIC_NAMES
+from flowforge.evaluation.summary import LOG_PROB_KINDS, METRIC_NAMES
 from flowforge.training.checkpoint import checkpoint_exists, load_checkpoint
 from flowforge.training.metrics import read_metrics
 
@@ -43,6 +43,7 @@ def write_report(run_dir: str | Path) -> Path:
             "",
             f"- {METRIC_NAMES[metric]}: **{_fmt(r[metric])}** ± {_fmt(r[metric + '_std_err'])} (std. error) over "
             f"{r['examples']} examples, {r['samples']} sample(s) per example, checkpoint `{r['checkpoint']}`",
+            f"- log-likelihood: {LOG_PROB_KINDS[r.get('log_prob', 'exact')]}",
             f"- command: `{r['command']}`",
             "",
         ]
