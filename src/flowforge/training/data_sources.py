@@ -103,9 +103,8 @@ class ArraySource:
 
 
 def _trained_by_elbo(model) -> bool:
-    from flowforge.models.lgf import LocalisedFlow
-
-    return isinstance(model, LocalisedFlow)
+    """Localised flows: their figure is the importance-sampled estimate, with its own K per split."""
+    return getattr(model, "log_prob_kind", "exact") == "importance-sampled"
 
 
 def _evaluate_by_importance(model, data, metric: str, what: str, batch_size: int, device, seed: int,
