@@ -19,26 +19,16 @@ from flowforge.diagnostics import (
 from flowforge.errors import ShapeError
 from flowforge.models import create
 
-
-@torch.no_grad()
-def _perturb(module: torch.nn.Module, seed: int, scale: float = 0.1) -> None:
-    """Seeded noise on every parameter: zero-initialised couplings would make the map trivial."""
-    gen = torch.Generator().manual_seed(seed)
-    for name, p in module.named_parameters():
-        p.add_((0.01 if name.endswith("logs") else scale) * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+from conftest import perturb, small_glow
 
 
 def _small_glow(coupling: str = "affine") -> torch.nn.Module:
-    model = create("glow", image_shape=(1, 4, 4), levels=2, depth=2, hidden=8, coupling=coupling, n_bits=5)
-    images = torch.randint(0, 256, (16, 1, 4, 4), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
-    model.initialize(images)
-    _perturb(model, seed=2)
-    return model.double().eval()
+    return small_glow(coupling).double()
 
 
 def _small_maf() -> torch.nn.Module:
     model = create("maf", dim=6, layers=3, hidden=(16,), batch_norm=False)
-    _perturb(model, seed=3)
+    perturb(model, seed=3)
     return model.double().eval()
 
 

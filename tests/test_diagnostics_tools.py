@@ -15,23 +15,9 @@ from flowforge.diagnostics.drift import encode_decode_drift
 from flowforge.diagnostics.during_training import COLUMNS, training_diagnostics
 from flowforge.diagnostics.logdet_check import logdet_errors
 from flowforge.diagnostics.ood import noise_probes, probe_reconstructions
-from flowforge.models import create
 from flowforge.training.metrics import COLUMNS as METRIC_COLUMNS
 
-
-@torch.no_grad()
-def _perturb(module: torch.nn.Module, seed: int, scale: float = 0.1) -> None:
-    gen = torch.Generator().manual_seed(seed)
-    for name, p in module.named_parameters():
-        p.add_((0.01 if name.endswith("logs") else scale) * torch.randn(p.shape, generator=gen, dtype=p.dtype))
-
-
-def _small_glow(coupling: str = "affine") -> torch.nn.Module:
-    torch.manual_seed(0)
-    model = create("glow", image_shape=(1, 4, 4), levels=2, depth=2, hidden=8, n_bits=5, coupling=coupling)
-    model.initialize(torch.randint(0, 256, (16, 1, 4, 4), generator=torch.Generator().manual_seed(1), dtype=torch.uint8))
-    _perturb(model, seed=2)
-    return model.eval()
+from conftest import small_glow
 
 
 class _Scale(Bijection):
@@ -50,7 +36,7 @@ class _Scale(Bijection):
 
 def test_logdet_check_is_exact_on_glow_and_catches_a_wrong_logdet():
     x = torch.rand(3, 1, 4, 4, generator=torch.Generator().manual_seed(3)) - 0.5
-    glow = logdet_errors(_small_glow(), x)
+    glow = logdet_errors(small_glow(), x)
     assert glow["abs_error"].max() < 1e-8
     assert glow["analytic"].abs().min() > 1e-3  # the perturbed model is not volume preserving
     wrong = logdet_errors(_Scale(bias=0.25), torch.randn(2, 3))
@@ -88,10 +74,10 @@ def test_noise_probes_have_the_documented_ranges():
 
 def test_probe_reconstructions_summarise_each_probe():
     probes = noise_probes(8, (1, 4, 4), n_bits=5, generator=torch.Generator().manual_seed(0))
-    additive = probe_reconstructions(*invertible_map(_small_glow("additive")), probes)
+    additive = probe_reconstructions(*invertible_map(small_glow("additive")), probes)
     for name, s in additive.items():
         assert s["examples"] == 8 and s["non_finite"] == 0 and s["max"] < 1e-4, name
-    forward, inverse = invertible_map(_small_glow("affine"))
+    forward, inverse = invertible_map(small_glow("affine"))
     affine = probe_reconstructions(forward, inverse, probes, batch_size=3)
     for name, x in probes.items():
         assert affine[name] == error_summary(reconstruction_errors(forward, inverse, x)), name
@@ -130,7 +116,7 @@ def test_attack_stays_in_the_cell_raises_the_error_and_freezes_broken_examples()
 
 def test_training_diagnostics_columns_are_metrics_columns_and_mode_is_restored():
     assert set(COLUMNS) <= set(METRIC_COLUMNS)
-    model = _small_glow("additive").train()
+    model = small_glow("additive").train()
     values = training_diagnostics(model, torch.rand(6, 1, 4, 4) - 0.5, condition_examples=2, iters=5)
     assert set(values) == set(COLUMNS) and model.training
     assert values["recon_non_finite"] == 0 and values["recon_max"] < 1e-4 and values["condition_max"] >= 1.0
