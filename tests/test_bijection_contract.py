@@ -286,9 +286,9 @@ CASES += [  # INN classifier body: squeeze -> Glow steps, no splits (models/inn_
     )
     for coupling, permutation, depth in (("affine", "conv1x1", 1), ("additive", "shuffle", 2))
 ]
-from flowforge.training.memory_saving import MemorySavingChain  # noqa: E402
+from flowforge.bijections.memory_saving import MemorySavingChain  # noqa: E402
 
-CASES += [  # memory-saving backprop wrapper (training/memory_saving.py): the same map, whose
+CASES += [  # memory-saving backprop wrapper (bijections/memory_saving.py): the same map, whose
     # backward rebuilds activations from outputs; both directions go through it
     Case("memory-saving-glow-step",
          lambda c, s: MemorySavingChain(flow_step(c, HIDDEN, "affine", "sigmoid", "conv1x1-lu", seed=s))),

@@ -8,7 +8,7 @@ import torch
 
 from flowforge.bijections import Bijection, Chain, Inverse, Squeeze, data_dependent_init
 from flowforge.models.glow import flow_step
-from flowforge.training.memory_saving import checkpointed_forward, leaf_layers, memory_saving_forward
+from flowforge.bijections.memory_saving import checkpointed_forward, leaf_layers, memory_saving_forward
 
 C, SIDE, B = 4, 4, 3
 
@@ -131,7 +131,7 @@ def test_glow_switches_give_autograd_gradients_in_float64(switch):
 @pytest.mark.parametrize("regulariser", ["fd", "nf"])
 def test_memory_saving_attribute_gives_exact_gradients_of_a_regularised_classifier(regulariser):
     from flowforge.models import create
-    from flowforge.training.memory_saving import MemorySavingChain, memory_saving_attribute
+    from flowforge.bijections.memory_saving import MemorySavingChain, memory_saving_attribute
 
     torch.manual_seed(0)
     model = create("inn-classifier", image_shape=(1, 8, 8), levels=1, depth=2, hidden=8, coupling="affine",

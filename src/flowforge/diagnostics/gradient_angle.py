@@ -1,7 +1,7 @@
 """Angle between the memory-saving gradient and the true gradient (Behrmann et al. 2021, figure 1
 and appendix G figure 18; public code `classification/compute_gradient_angles.py`, NOTES d.4).
 
-Memory-saving backprop (`flowforge.training.memory_saving`) rebuilds every layer's input with the
+Memory-saving backprop (`flowforge.bijections.memory_saving`) rebuilds every layer's input with the
 layer's inverse; where the inverse is unstable the rebuilt activations, and so the gradient, are
 wrong. The angle between the two gradients (all parameters flattened into one vector) measures
 how wrong. Differences from the public code, on purpose: degrees instead of radians, no 1e-8 added
@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from flowforge.bijections.base import Bijection
-from flowforge.training.memory_saving import memory_saving_forward
+from flowforge.bijections.memory_saving import memory_saving_forward
 
 
 def flat_gradient(grads: Sequence[Tensor | None], params: Sequence[Tensor]) -> Tensor:

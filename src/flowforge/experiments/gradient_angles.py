@@ -30,7 +30,7 @@ from flowforge.diagnostics.maps import invertible_map
 from flowforge.diagnostics.reconstruction import error_summary, reconstruction_errors
 from flowforge.models import create
 from flowforge.objectives.regularisers import FD_WEIGHT
-from flowforge.training.memory_saving import memory_saving_attribute, memory_saving_forward
+from flowforge.bijections.memory_saving import memory_saving_attribute, memory_saving_forward
 
 VARIANTS = (("additive", "none"), ("additive", "fd"), ("affine", "none"), ("affine", "fd"), ("affine", "nf"))
 MODEL = dict(levels=2, depth=4, hidden=32, permutation="conv1x1", scale="sigmoid", fd_coefficient=FD_WEIGHT,

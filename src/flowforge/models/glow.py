@@ -36,7 +36,7 @@ from flowforge.models.registry import register
 from flowforge.nets.glow_conv import GlowCouplingNet
 from flowforge.nets.zero_init import LinearZeros
 from flowforge.objectives.bits_per_dim import bits_per_dim
-from flowforge.training.memory_saving import run_chain
+from flowforge.bijections.memory_saving import run_chain
 
 PERMUTATIONS = ("conv1x1-lu", "conv1x1", "shuffle", "reverse")
 COUPLINGS = ("affine", "additive")
