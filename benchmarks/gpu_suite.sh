@@ -7,7 +7,7 @@
 # so call them again until they print "done"; the summed wall-clock is in RUN/report.md):
 #   bench-train-128 bench-train-512 bench-train-2048   training throughput vs normflows + speed variants
 #   bench-sample bench-memory bench-flops              sampling, peak memory, achieved TFLOP/s
-#   memory-depth                                       peak training memory for K = 8, 16, 32, 64
+#   memory-depth                                       peak training memory for K = 8, 16, 32, 64 (+ reversible, checkpointed)
 #   fmnist-420s                                        Fashion-MNIST, 420 s of training, then test bpd
 #   fmnist-25min mnist-25min                           25 minutes of training each (3+ jobs), then test bpd
 #   cpu-train                                          the CPU training-step comparison (2 threads)
@@ -56,7 +56,9 @@ case "$STAGE" in
   bench-memory)     bench memory memory --batch-sizes 128,512 --variants "$VARIANTS" ;;
   bench-flops)      bench flops flops --batch-sizes 512,2048 --variants baseline,all+sync-free ;;
   memory-depth)
-    for k in 8 16 32 64; do STEPS=1 bench memory "memory-K$k" --depth "$k" --batch-sizes 128 --variants baseline --rounds 1; done ;;
+    for k in 8 16 32 64; do STEPS=1 bench memory "memory-K$k" --depth "$k" --batch-sizes 128 --variants baseline --rounds 1; done
+    # ordinary vs reversible (memory-saving) vs checkpointed backprop, peak CUDA memory per K
+    PYTHONPATH=src python benchmarks/memory_vs_depth.py --device cuda --depths 8 16 32 64 | tee "$OUT/memory-vs-depth.md" ;;
   fmnist-420s)  train_chunk "$RUNS/glow-fmnist-420s" configs/glow-fashion-mnist-fast.toml --set train.max_minutes=7 ;;
   fmnist-25min) train_chunk "$RUNS/glow-fmnist-25min" configs/glow-fashion-mnist-fast.toml ;;
   mnist-25min)  train_chunk "$RUNS/glow-mnist-25min" configs/glow-mnist-fast.toml ;;
