@@ -44,7 +44,7 @@ def test_both_contenders_train_and_count_nearly_the_same_flops():
     f_peer = counted_flops(lambda: peer.train_step(images, gen))
     assert f_ours > 0 and abs(f_ours - f_peer) < 0.1 * f_peer
     # both losses are bits/dim of the same data: same scale at initialisation
-    assert abs(float(ours.train_step(images, gen)) - float(peer.train_step(images, gen))) < 0.5
+    assert abs(ours.train_step(images, gen).item() - peer.train_step(images, gen).item()) < 0.5
 
 
 def test_interleaved_timing_and_ratio():
