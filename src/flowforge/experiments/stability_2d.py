@@ -97,8 +97,10 @@ def _fmt(summary: dict, key: str = "max") -> str:
 
 
 def reproduce(out_dir: str | Path, config: str | Path = "configs/stability-2d.toml", steps: int | None = None,
-              minutes: float | None = None, progress: bool = True, resolution: int = RESOLUTION, **_) -> str:
-    """Train the three models under `out_dir`, write stability-2d.png, results.json and results.md."""
+              minutes: float | None = None, progress: bool = True, resolution: int = RESOLUTION,
+              models: dict[str, list[str]] | None = None, **_) -> str:
+    """Train the models (default MODELS: label -> config overrides) under `out_dir`, write
+    stability-2d.png, results.json and results.md."""
     from flowforge.data.toy2d import load_toy_splits
     from flowforge.viz.density2d import log_density_grid
     from flowforge.viz.stability_maps import save_stability_figure
@@ -108,7 +110,7 @@ def reproduce(out_dir: str | Path, config: str | Path = "configs/stability-2d.to
     inside = (points.abs() <= DATA_BOX).all(dim=1).numpy()
     test_points = load_toy_splits(DATASET).test
     rows, figure_rows, record = [], [], {}
-    for label, overrides in MODELS.items():
+    for label, overrides in (models or MODELS).items():
         result, model = _trained(Path(config), out_dir / label, overrides, steps, minutes, progress)
         variants = [(label, None)]
         if any(isinstance(m, ResidualBlock) for m in model.modules()):
