@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -134,3 +135,24 @@ def test_save_rows_rejects_bad_input(tmp_path: Path) -> None:
         save_rows([_images(2), _images(2)], tmp_path / "x.png", labels=["only one"])
     with pytest.raises(ValueError, match=r"rows\[0\].*torch\.uint8"):
         save_rows([torch.zeros(2, 3, 4, 5)], tmp_path / "x.png")
+
+
+def test_figures_are_written_atomically_with_ordinary_permissions(tmp_path):
+    from flowforge.viz.atomic_file import write_atomically
+
+    old_umask = os.umask(0o022)
+    try:
+        path = save_image(_images(2), tmp_path / "sub" / "grid.png")
+    finally:
+        os.umask(old_umask)
+    assert path.stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
+    assert Image.open(path).size[0] > 0
+
+    def failing(tmp: Path) -> None:
+        tmp.write_bytes(b"partial")
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError, match="interrupted"):
+        write_atomically(path, failing)
+    assert Image.open(path).size[0] > 0  # the old file survives
+    assert [p.name for p in path.parent.iterdir()] == ["grid.png"]  # no temporary left behind

@@ -31,6 +31,7 @@ from flowforge.diagnostics.reconstruction import error_summary, reconstruction_e
 from flowforge.models import create
 from flowforge.objectives.regularisers import FD_WEIGHT
 from flowforge.bijections.memory_saving import memory_saving_attribute, memory_saving_forward
+from flowforge.viz.atomic_file import save_figure
 
 VARIANTS = (("additive", "none"), ("additive", "fd"), ("affine", "none"), ("affine", "fd"), ("affine", "nf"))
 MODEL = dict(levels=2, depth=4, hidden=32, permutation="conv1x1", scale="sigmoid", fd_coefficient=FD_WEIGHT,
@@ -156,7 +157,7 @@ def _figure(path: Path, results: list[dict]) -> None:
         ax.set_title(f"{coupling} coupling, 1x1 conv (dashed: first non-finite)")
         ax.legend(title="regulariser")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    save_figure(fig, path, dpi=90)
 
 
 def reproduce(out_dir: str | Path, data_dir: str | None = None, steps: int | None = None, lr: float = 1e-3,

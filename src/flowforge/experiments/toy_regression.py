@@ -33,6 +33,7 @@ from flowforge.diagnostics.reconstruction import error_summary, reconstruction_e
 from flowforge.distributions.gaussian import diag_gaussian_log_prob
 from flowforge.nets.mlp import MLP
 from flowforge.objectives.regularisers import flow_nll_penalty
+from flowforge.viz.atomic_file import save_figure
 
 Y1_VARIANCE = 1e-24  # the paper's ε in eq. 13
 NF_COEFFICIENT = 1e-8
@@ -154,7 +155,7 @@ def _figure(path: Path, histories: dict[str, list[dict]]) -> None:
         fig.colorbar(im, ax=ax)
         ax.set_title(f"{label}: log10 recon. error (red: non-finite)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    save_figure(fig, path, dpi=90)
 
 
 COEFFICIENTS = {"unregularised": 0.0, "NF c=1e-8 (paper)": NF_COEFFICIENT, "NF c=1e-4": 1e-4}

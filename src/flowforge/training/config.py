@@ -48,6 +48,7 @@ class TrainConfig:
     max_steps: int = 10000
     max_minutes: float = 0.0
     grad_clip: float = 50.0
+    weight_decay: float = 0.0  # L2 penalty of torch's Adam / Adamax (the PyTorch reference code's); 0 = off
     ema_decay: float = 0.99
     init_batch: int = 256
     seed: int = 0
@@ -72,7 +73,7 @@ class TrainConfig:
                "coupling_dtype": ("float32", "bfloat16", "float16")}
     RANGES = {
         "lr": (0.0, 10.0), "warmup_steps": (0, 10**9), "batch_size": (1, 10**6), "max_steps": (1, 10**9),
-        "max_minutes": (0.0, 10**6), "grad_clip": (0.0, 1e12), "ema_decay": (0.0, 0.999999),
+        "max_minutes": (0.0, 10**6), "grad_clip": (0.0, 1e12), "weight_decay": (0.0, 1.0), "ema_decay": (0.0, 0.999999),
         "init_batch": (1, 10**6), "log_every": (1, 10**9), "eval_every": (1, 10**9),
         "valid_examples": (0, 10**9), "checkpoint_every": (1, 10**9), "sample_every": (1, 10**9),
         "sample_temperature": (0.0, 10.0), "patience": (0, 10**9), "nonfinite_patience": (1, 10**6), "lr_backoff": (0.0, 1.0),

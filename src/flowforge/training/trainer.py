@@ -66,7 +66,7 @@ def _optimizer(cfg: RunConfig, model: torch.nn.Module, device: torch.device | No
     cls = {"adamax": torch.optim.Adamax, "adam": torch.optim.Adam}[cfg.train.optimizer]
     # sync_free_skip masks the optimizer state on the device: the step counters must live there
     capturable = {"capturable": True} if cfg.train.sync_free_skip and device is not None and device.type == "cuda" else {}
-    return cls(model.parameters(), lr=cfg.train.lr, **capturable)
+    return cls(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay, **capturable)
 
 
 class Trainer:

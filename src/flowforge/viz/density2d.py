@@ -12,7 +12,6 @@ or change the pyplot backend.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
@@ -28,6 +27,7 @@ from matplotlib.patches import Patch
 from torch import Tensor
 
 from flowforge.errors import ShapeError
+from flowforge.viz.atomic_file import save_figure
 
 __all__ = [
     "NON_FINITE_COLOUR",
@@ -182,16 +182,7 @@ def save_density_figure(path: str | os.PathLike, data_points: np.ndarray | Tenso
         ax.set_xlim(*bounds[0])
         ax.set_ylim(*bounds[1])
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=dpi)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return save_figure(fig, path, dpi)
 
 
 def support_stability(logp_grids: Sequence[np.ndarray], threshold: float = 0.01) -> dict[str, float]:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import torch
 from PIL import Image, ImageDraw, ImageFont
+
+from flowforge.viz.atomic_file import write_atomically
 
 __all__ = ["make_grid", "save_image", "save_rows"]
 
@@ -74,17 +75,8 @@ def _to_pil(image: torch.Tensor) -> Image.Image:
 
 
 def _write_png(pil: Image.Image, path: str | Path) -> Path:
-    """Write ``pil`` as PNG at ``path`` through a temp file and os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    try:
-        pil.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``pil`` as PNG at ``path``, atomically."""
+    return write_atomically(path, lambda tmp: pil.save(tmp, format="PNG"))
 
 
 def save_image(grid_or_images: torch.Tensor, path: str | Path, nrow: int = 8) -> Path:

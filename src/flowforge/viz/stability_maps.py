@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from flowforge.errors import ShapeError
+from flowforge.viz.atomic_file import save_figure
 from flowforge.viz.density2d import NON_FINITE_COLOUR, _extent, plot_density
 
 __all__ = ["plot_log10_map", "save_stability_figure"]
@@ -72,7 +73,4 @@ def save_stability_figure(path: str | os.PathLike, xs: np.ndarray, ys: np.ndarra
         plot_log10_map(a_err, xs, ys, err, f"{label}: log10 ||x - F^-1(F(x))||", *err_range)
         plot_log10_map(a_cond, xs, ys, cond, f"{label}: log10 cond(J_F)", *cond_range)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=dpi)
-    return path
+    return save_figure(fig, path, dpi)

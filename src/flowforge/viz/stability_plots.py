@@ -15,6 +15,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from flowforge.viz.atomic_file import save_figure
+
 
 def _new_figure(width: float = 6.0, height: float = 4.0):
     fig = Figure(figsize=(width, height))
@@ -23,11 +25,8 @@ def _new_figure(width: float = 6.0, height: float = 4.0):
 
 
 def _save(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, format="png", dpi=dpi)
-    return path
+    return save_figure(fig, path, dpi)
 
 
 def _non_finite_note(values: Tensor) -> str:
