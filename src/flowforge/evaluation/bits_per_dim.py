@@ -21,19 +21,25 @@ from flowforge.objectives.bits_per_dim import bits_per_dim
 @torch.no_grad()
 def per_example_bpd(model, split: ImageSplit, batch_size: int = 500, samples: int = 1, seed: int = 0,
                     device: torch.device | str = "cpu", progress: bool = False, desc: str = "eval") -> torch.Tensor:
-    """Bits/dim of every example of `split`, in order, as a float64 CPU tensor of length N."""
+    """Bits/dim of every example of `split`, in order, as a float64 CPU tensor of length N.
+
+    Reproducible for a given seed: the dequantisation noise comes from a seeded generator, and a
+    model whose log_prob draws from torch's global generator (the VAE-flow's one-sample ELBO)
+    draws from a forked global state seeded with `seed` (the caller's global state is untouched)."""
     model.eval()
     device = torch.device(device)
     generator = torch.Generator(device=device).manual_seed(seed)
     out = []
     starts = range(0, len(split), batch_size)
-    for start in tqdm(starts, desc=desc, disable=not progress, leave=False):
-        images = split.images[start : start + batch_size].to(device)
-        labels = split.labels[start : start + batch_size].to(device)
-        context = labels if getattr(model, "num_classes", 0) > 0 else None
-        draws = torch.stack([model.log_prob(model.prepare(images, generator), context) for _ in range(samples)])
-        log_p = torch.logsumexp(draws.double(), dim=0) - math.log(samples)
-        out.append(bits_per_dim(log_p, model.num_dims, model.n_bits).cpu())
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for start in tqdm(starts, desc=desc, disable=not progress, leave=False):
+            images = split.images[start : start + batch_size].to(device)
+            labels = split.labels[start : start + batch_size].to(device)
+            context = labels if getattr(model, "num_classes", 0) > 0 else None
+            draws = torch.stack([model.log_prob(model.prepare(images, generator), context) for _ in range(samples)])
+            log_p = torch.logsumexp(draws.double(), dim=0) - math.log(samples)
+            out.append(bits_per_dim(log_p, model.num_dims, model.n_bits).cpu())
     return torch.cat(out) if out else torch.empty(0, dtype=torch.float64)
 
 
