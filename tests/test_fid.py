@@ -1,5 +1,5 @@
 """FID: the Fréchet distance against closed forms, refusal of non-finite features, and the
-feature network's save / load round trip."""
+feature network's save / load round trip (the Inception extractor: tests/test_inception.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from flowforge.errors import CheckpointError, FlowforgeError, NonFiniteError
+from flowforge.errors import CheckpointError, NonFiniteError
 from flowforge.evaluation.fid import feature_statistics, fid_from_features, fid_of_sampler, frechet_distance
-from flowforge.evaluation.fid_features import FeatureClassifier, inception_extractor, load_feature_network
+from flowforge.evaluation.fid_features import FeatureClassifier, load_feature_network
 
 
 def _random_cov(dim: int, gen: torch.Generator) -> torch.Tensor:
@@ -88,8 +88,3 @@ def test_feature_network_round_trip_and_description(tmp_path):
     assert "90.00%" in loaded.description and "fashion-mnist" in loaded.description
     with pytest.raises(CheckpointError, match="fid-features train"):
         load_feature_network(tmp_path / "missing")
-
-
-def test_inception_is_refused_with_a_reason():
-    with pytest.raises(FlowforgeError, match="not supported"):
-        inception_extractor("pt_inception.pth")

@@ -1,5 +1,5 @@
 """The vae-flow commands end to end at toy scale: train phase 1 and phase 2 from the command
-line, FID of the run's samples (with and without the Glow layer), the Inception refusal, and
+line, FID of the run's samples (with and without the Glow layer), the choice of extractor, and
 (slow) the whole `reproduce vae-flow` experiment."""
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def _train(run, *extra):
     assert main(args) == 0
 
 
-def test_two_phases_and_fid_from_the_command_line(tmp_path, capsys):
+def test_two_phases_and_fid_from_the_command_line(tmp_path, capsys, monkeypatch):
     _train(tmp_path / "p1")
     _train(tmp_path / "p2", 'model.phase="glow"', f'model.init_from="{tmp_path / "p1"}"')
     feats = _features(tmp_path / "feats")
@@ -46,8 +46,20 @@ def test_two_phases_and_fid_from_the_command_line(tmp_path, capsys):
         assert "extractor: flowforge feature classifier" in capsys.readouterr().out
     written = sorted(p.name for p in (tmp_path / "p2").glob("fid-*.json"))
     assert written == ["fid-n64-T1.0.json", "fid-n64-Tdefault-noglow.json", "fid-n64-Tdefault.json"]
-    assert main(["fid", str(tmp_path / "p2"), "--inception-weights", "x.pth"]) == 2
-    assert "not supported" in capsys.readouterr().err
+    # the Inception extractor is reached from the flag and from the environment (its features:
+    # tests/test_inception.py); explicit --features wins over the environment
+    assert main(["fid", str(tmp_path / "p2"), "--inception-weights", str(tmp_path / "x.pth")]) == 2
+    assert "x.pth: no such file" in capsys.readouterr().err
+    assert main(["fid", str(tmp_path / "p2"), "--inception-weights", "x.pth", "--features", str(feats)]) == 2
+    assert "not both" in capsys.readouterr().err
+    monkeypatch.setenv("FLOWFORGE_INCEPTION_WEIGHTS", str(tmp_path / "env.pth"))
+    assert main(["fid", str(tmp_path / "p2")]) == 2
+    assert "env.pth: no such file" in capsys.readouterr().err
+    assert main(["fid", str(tmp_path / "p2"), "--features", str(feats), "--n", "32", "--no-progress"]) == 0
+    assert "extractor: flowforge feature classifier" in capsys.readouterr().out
+    monkeypatch.delenv("FLOWFORGE_INCEPTION_WEIGHTS")
+    assert main(["fid", str(tmp_path / "p2")]) == 2
+    assert "--inception-weights PATH" in capsys.readouterr().err
     assert main(["fid", str(tmp_path / "p1"), "--features", str(feats), "--n", "32", "--no-progress"]) == 0
     # the bits/dim of a VAE-flow are the ELBO's bound, and `eval` says so
     assert main(["eval", str(tmp_path / "p2"), "--no-progress"]) == 0
@@ -64,7 +76,8 @@ def test_glow_phase_without_a_phase_one_run_is_refused(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_reproduce_vae_flow_at_toy_scale(tmp_path, capsys):
+def test_reproduce_vae_flow_at_toy_scale(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("FLOWFORGE_INCEPTION_WEIGHTS", raising=False)  # the feature network below
     _features(tmp_path / "fid-features")
     assert main(["reproduce", "vae-flow", "--out-dir", str(tmp_path), "--steps", "2", "--fid-samples", "100",
                  "--no-progress"]) == 0

@@ -203,17 +203,19 @@ def _fid(args) -> int:
 
     from flowforge.data.images import load_image_split
     from flowforge.evaluation.fid import fid_of_sampler, sampler_for
-    from flowforge.evaluation.fid_features import inception_extractor, load_feature_network
+    from flowforge.evaluation.fid_features import inception_extractor, inception_weights_path, load_feature_network
     from flowforge.training.runs import load_trained, read_run_config, select_device
 
-    if args.inception_weights:
-        inception_extractor(args.inception_weights)  # raises: not supported
-    if not args.features:
-        raise FlowforgeError("fid needs --features DIR (a network from flowforge fid-features train)")
+    if args.inception_weights and args.features:
+        raise FlowforgeError("fid: give --features DIR or --inception-weights PATH, not both")
+    weights = inception_weights_path(args.inception_weights) if not args.features else None
+    if not weights and not args.features:
+        raise FlowforgeError("fid needs --features DIR (a network from flowforge fid-features train) or "
+                             "--inception-weights PATH (pytorch-fid's weights file; or $FLOWFORGE_INCEPTION_WEIGHTS)")
     device = select_device(args.device or "auto")
+    extractor = inception_extractor(weights, device) if weights else load_feature_network(args.features, device)
     cfg = read_run_config(args.run_dir)
     _, model, state = load_trained(args.run_dir, which=args.checkpoint, device=device)
-    extractor = load_feature_network(args.features, device)
     test = load_image_split(cfg.data.dataset, "test", data_dir=args.data_dir or cfg.data.data_dir or None).images
     try:
         sampler = sampler_for(model, args.temperature, use_glow=not args.no_glow)
@@ -223,6 +225,7 @@ def _fid(args) -> int:
     result.update(temperature=args.temperature, glow=not args.no_glow, checkpoint=state["checkpoint"],
                   step=state["step"], command="flowforge " + shlex.join(sys.argv[1:]))
     tag = f"fid-n{args.n}-T{args.temperature if args.temperature is not None else 'default'}" + ("-noglow" if args.no_glow else "")
+    tag += "-inception" if weights else ""  # never overwrite a feature-classifier FID of the same settings
     (Path(args.run_dir) / f"{tag}.json").write_text(json.dumps(result, indent=2))
     print(f"FID {result['fid']:.3f} over {args.n} samples vs {args.n} test images; extractor: {result['extractor']}")
     return 0
@@ -332,7 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fid", parents=[common], help="FID of a trained image model's samples against the test set")
     p.add_argument("run_dir")
     p.add_argument("--features", help="feature network folder (from flowforge fid-features train)")
-    p.add_argument("--inception-weights", help="pytorch-fid Inception weights (not supported; errors)")
+    p.add_argument("--inception-weights", help="pytorch-fid's Inception weights file (pt_inception-2015-12-05-6726825d"
+                   ".pth; default $FLOWFORGE_INCEPTION_WEIGHTS when --features is not given)")
     p.add_argument("--n", type=int, default=10000, help="samples and test images")
     p.add_argument("--temperature", type=float, help="vae-flow: Glow-layer temperature (default the model's, 0.5); "
                    "other models: sampling temperature (default 1)")

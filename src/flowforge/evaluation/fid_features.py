@@ -1,19 +1,23 @@
 """Feature networks for FID.
 
-The standard FID uses the pool-3 features of the TF Inception graph (pytorch-fid's
-`pt_inception-2015-12-05` weights). That network needs pytorch-fid's own module definitions
-(FIDInceptionA/C/E blocks with their pooling quirks), which this project does not carry, and
-torchvision is not a dependency: the Inception extractor is NOT supported (asking for it raises
-an error saying so). Instead the project trains its own feature network on the data set
-(`flowforge fid-features train --dataset fashion-mnist`): a small CNN classifier whose
-penultimate layer (128 ReLU units) gives the features; its test accuracy is saved with it and
-every FID names the extractor and that accuracy. Such FIDs are comparable only with each other,
-not with Inception FIDs in papers.
+The standard FID (Heusel et al. 2017) uses the 2048 pool-3 features of the TF Inception v3 graph;
+`inception_extractor` gives them with pytorch-fid's weights file (`pt_inception-2015-12-05-6726825d.pth`,
+at a path the user supplies: the argument, or `$FLOWFORGE_INCEPTION_WEIGHTS` where the command line
+looks for it), through the plain-PyTorch port in evaluation/inception.py, checked against
+pytorch-fid's module code on synthetic weights (tests/test_inception.py). Its `description` names
+the file. On a 2-core CPU it is slow (see docs/vae-flow.md).
+
+Without that file the project trains its own feature network on the data set
+(`flowforge fid-features train --dataset fashion-mnist`): a small CNN classifier whose penultimate
+layer (128 ReLU units) gives the features; its test accuracy is saved with it and every FID names
+the extractor and that accuracy. Such FIDs are comparable only with each other, not with Inception
+FIDs in papers.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -25,7 +29,8 @@ from tqdm.auto import tqdm
 
 from flowforge.data.images import load_image_split
 from flowforge.data.quantisation import to_model_space
-from flowforge.errors import CheckpointError, FlowforgeError
+from flowforge.errors import CheckpointError
+from flowforge.evaluation.inception import FIDInceptionV3, load_fid_inception
 
 WEIGHTS, META = "features.safetensors", "features.json"
 
@@ -52,10 +57,18 @@ class FeatureClassifier(nn.Module):
         return self._hidden(to_model_space(images))
 
 
-def inception_extractor(weights_path: str):
-    raise FlowforgeError(f"Inception features ({weights_path}) are not supported: they need pytorch-fid's "
-                         "FID Inception module definitions, which flowforge does not carry (and torchvision is not "
-                         "installed). Use the project's feature network: flowforge fid-features train")
+INCEPTION_WEIGHTS_ENV = "FLOWFORGE_INCEPTION_WEIGHTS"
+
+
+def inception_weights_path(explicit: str | Path | None = None) -> str | None:
+    """`explicit` if given, else $FLOWFORGE_INCEPTION_WEIGHTS if set and non-empty, else None."""
+    return str(explicit) if explicit else os.environ.get(INCEPTION_WEIGHTS_ENV) or None
+
+
+def inception_extractor(weights_path: str | Path, device: torch.device | str = "cpu") -> FIDInceptionV3:
+    """The FID Inception v3 (pool 3, 2048 features) with pytorch-fid's weights file at `weights_path`,
+    in eval mode; CheckpointError if the file is missing, unreadable or not those weights."""
+    return load_fid_inception(weights_path, device)
 
 
 @torch.no_grad()

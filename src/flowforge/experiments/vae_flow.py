@@ -11,8 +11,9 @@ in one process so that the timings compare:
 
 The "paper" profile uses the configs as they are (GPU); "cpu-small" shrinks every network and
 trains each phase for a few minutes (figures labelled "CPU, small scale"). Finished runs are
-kept and interrupted ones resume when re-run. FID uses the project's feature network
-(evaluation/fid_features.py; Inception is not supported) trained here if missing.
+kept and interrupted ones resume when re-run. FID uses the Inception v3 pool-3 features when
+$FLOWFORGE_INCEPTION_WEIGHTS names pytorch-fid's weights file, else the project's feature network
+(evaluation/fid_features.py), trained here if missing; the results name the extractor.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from pathlib import Path
 
 from flowforge.data.images import load_image_split
 from flowforge.evaluation.fid import fid_of_sampler, sampler_for
-from flowforge.evaluation.fid_features import load_feature_network, train_feature_network
+from flowforge.evaluation.fid_features import (inception_extractor, inception_weights_path, load_feature_network,
+                                               train_feature_network)
 from flowforge.experiments.step_timing import interleaved_seconds_per_step
 from flowforge.training.checkpoint import load_checkpoint
 from flowforge.training.pipeline import evaluate_run, evaluated, train_or_resume
@@ -82,8 +84,10 @@ def reproduce(out_dir: str | Path, steps: int | None = None, minutes: float | No
     out = Path(out_dir)
     n_fid = fid_samples or p["fid_samples"]
     feats = out / "fid-features"
-    if not (feats / "features.json").is_file():
+    weights = inception_weights_path()  # loaded before training, so that a wrong file fails at once
+    if not weights and not (feats / "features.json").is_file():
         train_feature_network("fashion-mnist", feats, epochs=p["feature_epochs"], data_dir=data_dir, progress=progress)
+    extractor = inception_extractor(weights) if weights else load_feature_network(feats)
     vae_budget = _budget(steps, minutes or p["vae_minutes"])
     glow_budget = _budget(steps, minutes or p["glow_minutes"])
     arch, common = p["vae_arch"], p["train"]
@@ -107,7 +111,6 @@ def reproduce(out_dir: str | Path, steps: int | None = None, minutes: float | No
     runs["glow"] = _train(GLOW_CONFIG, [*p["glow_arch"], *common, "train.max_steps=1000000000",
                                         f"train.max_minutes={total_minutes:.4f}"], out / "glow", data_dir, progress)
 
-    extractor = load_feature_network(feats)
     test = load_image_split("fashion-mnist", "test", data_dir=data_dir).images
     models = {name: load_trained(out / name, which="best")[1] for name in runs}
     fid_rows = [
