@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from flowforge.errors import CheckpointError, NonFiniteError
+from flowforge.errors import CheckpointError, NonFiniteError, ShapeError
 from flowforge.evaluation.fid import feature_statistics, fid_from_features, fid_of_sampler, frechet_distance
 from flowforge.evaluation.fid_features import FeatureClassifier, load_feature_network
 
@@ -88,3 +88,21 @@ def test_feature_network_round_trip_and_description(tmp_path):
     assert "90.00%" in loaded.description and "fashion-mnist" in loaded.description
     with pytest.raises(CheckpointError, match="fid-features train"):
         load_feature_network(tmp_path / "missing")
+
+
+def test_precomputed_reference_statistics_give_the_same_fid():
+    from flowforge.evaluation.fid import reference_statistics
+
+    torch.manual_seed(0)
+    extractor = FeatureClassifier().eval()
+    test = torch.randint(0, 256, (40, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(4))
+
+    def sampler(n, gen):
+        return torch.rand(n, 1, 28, 28, generator=gen) - 0.5
+
+    direct = fid_of_sampler(sampler, extractor, test, n=32, seed=1)
+    reference = reference_statistics(extractor, test, n=32)
+    assert fid_of_sampler(sampler, extractor, test, n=32, seed=1, reference=reference) == direct
+    assert direct["fid"] > 0
+    with pytest.raises(ShapeError, match="needs 41 test images"):
+        reference_statistics(extractor, test, n=41)

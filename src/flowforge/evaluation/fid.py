@@ -99,16 +99,27 @@ def sampler_for(model, temperature: float | None = None, use_glow: bool = True):
     return lambda n, gen: model.sample(n, t, generator=gen)
 
 
-def fid_of_sampler(sampler: Callable[[int, torch.Generator], Tensor], extractor, test_images: Tensor, n: int,
-                   n_bits: int = 8, seed: int = 0, device: torch.device | str = "cpu", progress: bool = False) -> dict:
-    """FID between n samples and the first n test images (uint8), with the extractor named."""
+def reference_statistics(extractor, test_images: Tensor, n: int, progress: bool = False) -> tuple[Tensor, Tensor]:
+    """(mean, covariance) of the features of the first n test images (uint8): computed once and
+    passed to every `fid_of_sampler` call that compares with the same images."""
     if n > len(test_images):
         raise ShapeError(f"FID with n = {n} needs {n} test images, have {len(test_images)}")
+    return feature_statistics(image_features(extractor, test_images[:n], progress=progress, desc="test features"),
+                              "test images")
+
+
+def fid_of_sampler(sampler: Callable[[int, torch.Generator], Tensor], extractor, test_images: Tensor, n: int,
+                   n_bits: int = 8, seed: int = 0, device: torch.device | str = "cpu", progress: bool = False,
+                   reference: tuple[Tensor, Tensor] | None = None) -> dict:
+    """FID between n samples and the first n test images (uint8), with the extractor named;
+    `reference`: those images' statistics from `reference_statistics`, if already computed."""
+    if reference is None:
+        reference = reference_statistics(extractor, test_images, n, progress)
     fake = sample_images(sampler, n, n_bits, seed, device=device, progress=progress)
     f_fake = image_features(extractor, fake, progress=progress, desc="sample features")
-    f_real = image_features(extractor, test_images[:n], progress=progress, desc="test features")
-    return {"fid": fid_from_features(f_fake, f_real), "n": n, "extractor": extractor.description}
+    return {"fid": frechet_distance(*feature_statistics(f_fake, "samples"), *reference), "n": n,
+            "extractor": extractor.description}
 
 
 __all__ = ["feature_statistics", "frechet_distance", "fid_from_features", "image_features", "sample_images",
-           "fid_of_sampler", "sampler_for"]
+           "fid_of_sampler", "reference_statistics", "sampler_for"]

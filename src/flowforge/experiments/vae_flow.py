@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 
 from flowforge.data.images import load_image_split
-from flowforge.evaluation.fid import fid_of_sampler, sampler_for
+from flowforge.evaluation.fid import fid_of_sampler, reference_statistics, sampler_for
 from flowforge.evaluation.fid_features import (inception_extractor, inception_weights_path, load_feature_network,
                                                train_feature_network)
 from flowforge.experiments.step_timing import interleaved_seconds_per_step
@@ -125,9 +125,10 @@ def reproduce(out_dir: str | Path, steps: int | None = None, minutes: float | No
         ("table 2", "standalone Glow, T = 0.7", "glow", 0.7, True),
     ]
     fids = []
+    reference = reference_statistics(extractor, test, n_fid, progress)  # the test images' features, once
     for table, label, name, temperature, use_glow in fid_rows:
         r = fid_of_sampler(sampler_for(models[name], temperature, use_glow), extractor, test, n_fid, seed=0,
-                           progress=progress)
+                           progress=progress, reference=reference)
         fids.append({"table": table, "model": label, "run": name, **r})
     train_images = load_image_split("fashion-mnist", "train", data_dir=data_dir).images
     per_step = interleaved_seconds_per_step({k: out / k for k in ("flow-vae", "flow-vae+glow", "glow")}, train_images,
