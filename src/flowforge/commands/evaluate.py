@@ -1,0 +1,62 @@
+"""`flowforge eval`: the figure of a trained run over a whole split (bits/dim, NLL, an IS estimate with
+its ELBO gap, or an inn-classifier's accuracy)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flowforge.commands.invocation import command_line
+from flowforge.errors import FlowforgeError
+
+
+def run(args) -> int:
+    from flowforge.evaluation.summary import LOG_PROB_KINDS, METRIC_NAMES
+    from flowforge.training.pipeline import evaluate_run
+    from flowforge.training.runs import read_run_config
+
+    if read_run_config(args.run_dir).model.name == "inn-classifier":  # accuracy, not a density
+        return _eval_classifier(args)
+    if args.examples:
+        raise FlowforgeError("--examples applies to inn-classifier runs; a density is evaluated over the whole split")
+    r = evaluate_run(args.run_dir, split=args.split, command=command_line(),
+                     data_dir=args.data_dir, which=args.checkpoint, samples=args.samples, batch_size=args.batch_size,
+                     device=args.device or "auto", progress=not args.no_progress,
+                     importance_samples=args.importance_samples, repeats=args.repeats)
+    metric = r["metric"]
+    print(f"{args.split} {METRIC_NAMES[metric]}: {r[metric]:.4f} ± {r[metric + '_std_err']:.4f} over "
+          f"{r['examples']} examples (checkpoint {r['checkpoint']}, step {r['step']}); {LOG_PROB_KINDS[r['log_prob']]}")
+    if "elbo_gap" in r:  # importance-sampling estimate of a model trained by an ELBO
+        spread = "n/a (one repeat)" if r["is_relative_std"] is None else f"{r['is_relative_std']:.3g}"
+        print(f"importance sampling: K = {r['importance_samples']}, {r['repeats']} repeats; ELBO {r[metric + '_elbo']:.4f}, "
+              f"gap {r['elbo_gap']:.4g} (relative {r['elbo_relative_gap']:.3g}); estimator relative std {spread}")
+    return 0
+
+
+def _eval_classifier(args) -> int:
+    from flowforge.experiments.inn_table import RESULT_FILE, evaluate_variant
+
+    if args.split != "test" or args.checkpoint != "best":
+        raise FlowforgeError("an inn-classifier run is evaluated on the test split with its best-validation checkpoint")
+    r = evaluate_variant(args.run_dir, data_dir=args.data_dir, svd_images=args.svd_images, test_examples=args.examples,
+                         progress=not args.no_progress)
+    rec = r["reconstruction"]
+    print(f"test accuracy {r['accuracy']:.4f} over {r['examples']} images (checkpoint step {r['checkpoint_step']}); "
+          f"reconstruction error mean {rec['mean']}, max {rec['max']}, non-finite {rec['non_finite']}")
+    print(f"wrote {Path(args.run_dir) / RESULT_FILE}")
+    return 0
+
+
+def add_parser(sub, common) -> None:
+    p = sub.add_parser("eval", parents=[common], help="bits/dim of a trained run over a whole split")
+    p.add_argument("run_dir")
+    p.add_argument("--split", choices=["test", "valid", "train"], default="test")
+    p.add_argument("--samples", type=int, help="dequantisation draws per example (default eval.samples)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    p.add_argument("--importance-samples", type=int, help="lgf-* models: K of the IS estimate (default model.test_samples)")
+    p.add_argument("--repeats", type=int, help="lgf-* models: independent IS evaluations (default model.test_repeats)")
+    p.add_argument("--examples", type=int, default=0,
+                   help="inn-classifier runs: the first N test images (default all); density models use the whole split")
+    p.add_argument("--svd-images", type=int, default=100,
+                   help="inn-classifier runs: test images for the power-iteration singular values")
+    p.set_defaults(func=run)

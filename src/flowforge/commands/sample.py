@@ -1,0 +1,65 @@
+"""`flowforge sample`: sample grids, temperature sweep, interpolation, class edit (flat data: points
+and the 2-D density figure)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from flowforge.errors import FlowforgeError
+
+
+def run(args) -> int:
+    from flowforge.training.data_sources import ImageSource, make_source
+    from flowforge.training.report import write_report
+    from flowforge.training.runs import RunPaths, load_trained, select_device
+    from flowforge.viz import image_figures
+
+    device = select_device(args.device or "auto")
+    cfg, model, _ = load_trained(args.run_dir, which=args.checkpoint, device=device)
+    samples_dir = RunPaths(Path(args.run_dir)).samples
+    source = make_source(cfg, args.data_dir)
+    written = []
+    if not isinstance(source, ImageSource):
+        if args.sweep or args.interpolate or args.class_edit:
+            raise FlowforgeError("--sweep, --interpolate and --class-edit need an image model")
+        gen = torch.Generator(device=device).manual_seed(args.seed)
+        with torch.no_grad():
+            points = model.sample(args.n, args.temperature, generator=gen).cpu()
+        out = Path(args.out) if args.out else samples_dir / f"samples-T{args.temperature:g}.pt"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(points, out)
+        written += [out, source.write_samples(model, samples_dir / "density", args.temperature, gen)]
+    else:
+        out = Path(args.out) if args.out else samples_dir / f"samples-T{args.temperature:g}.png"
+        written.append(image_figures.sample_grid(model, out, args.n, args.temperature, args.seed))
+        if args.sweep:
+            written.append(image_figures.temperature_sweep(model, samples_dir / "temperature-sweep.png", args.seed))
+        if args.interpolate:
+            written.append(image_figures.interpolation_figure(model, samples_dir / "interpolation.png",
+                                                              source.split("test"), args.pairs, args.seed))
+        if args.class_edit:
+            src, dst = (int(v) for v in args.class_edit.split(":"))
+            written.append(image_figures.class_edit_figure(model, samples_dir / f"class-edit-{src}-to-{dst}.png",
+                                                           source.split("test"), src, dst, args.pairs))
+    write_report(args.run_dir)
+    for path in written:
+        if path is not None:
+            print(f"wrote {path}")
+    return 0
+
+
+def add_parser(sub, common) -> None:
+    p = sub.add_parser("sample", parents=[common], help="sample grids, temperature sweep, interpolation, class edit")
+    p.add_argument("run_dir")
+    p.add_argument("--n", type=int, default=64)
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="PNG path for the grid (default RUN_DIR/samples/samples-T<temperature>.png)")
+    p.add_argument("--sweep", action="store_true", help="also a temperature sweep (rows T = 0 ... 1)")
+    p.add_argument("--interpolate", action="store_true", help="also interpolations between test images")
+    p.add_argument("--pairs", type=int, default=4, help="pairs for --interpolate / images for --class-edit")
+    p.add_argument("--class-edit", metavar="FROM:TO", help="also move images of class FROM along mean(TO) - mean(FROM)")
+    p.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    p.set_defaults(func=run)
