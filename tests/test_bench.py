@@ -74,3 +74,16 @@ def test_cli_bench_writes_table_and_json(tmp_path, capsys):
     assert all(r["images_per_s"] > 0 for r in rows)
     assert rows[1]["ratio_vs_normflows"]["rounds"] == 3
     assert "ratio_vs_normflows" in out.with_suffix(".md").read_text()
+
+
+def test_variants_compose_switches_and_unknown_ones_are_named(capsys):
+    from flowforge.bench.suite import variant_options, variant_switches
+    from flowforge.cli import main
+    from flowforge.training.speed import SpeedOptions
+
+    assert variant_options("baseline") == SpeedOptions()
+    assert variant_options("all") == SpeedOptions(channels_last=True, coupling_dtype="bfloat16", compile=True)
+    assert variant_options("channels-last+compile-flow") == SpeedOptions(channels_last=True, compile_flow=True)
+    assert variant_switches("all+sync-free")[-1] == "sync-free"
+    assert main(["bench", "train-throughput", "--variants", "baseline,channels-last+turbo"]) == 2
+    assert "unknown switch(es) ['turbo']" in capsys.readouterr().err

@@ -58,8 +58,9 @@ def test_speed_options_leave_other_models_alone():
 
 
 def test_speed_fields_are_validated_config_fields():
-    cfg = load_config(None, ["train.coupling_dtype=bfloat16", "train.channels_last=true", "train.compile=true"])
-    assert SpeedOptions.from_train_config(cfg.train) == SpeedOptions(True, "bfloat16", True)
+    cfg = load_config(None, ["train.coupling_dtype=bfloat16", "train.channels_last=true", "train.compile=true",
+                             "train.compile_flow=true"])
+    assert SpeedOptions.from_train_config(cfg.train) == SpeedOptions(True, "bfloat16", True, True)
     assert load_config(None).train.coupling_dtype == "float32"  # default = unchanged behaviour
     with pytest.raises(ConfigError, match="coupling_dtype"):
         load_config(None, ["train.coupling_dtype=int8"])
@@ -89,3 +90,28 @@ def test_training_with_speed_switches_resumes_exactly(tmp_path):
     a, b = (load_file(str(r / "checkpoints" / "last" / "model.safetensors")) for r in (straight, split))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert "coupling_dtype = \"bfloat16\"" in (straight / "config.toml").read_text()
+
+
+@pytest.mark.slow  # ~1-2 min of compiling on 2 CPU cores
+def test_compiled_flow_pass_gives_the_same_loss_and_gradients():
+    model, x = _model_and_data()
+    reference = model.log_prob(x)
+    reference.sum().backward()
+    ref_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    apply_speed_options(model, SpeedOptions(compile_flow=True))
+    log_p = model.log_prob(x)
+    torch.testing.assert_close(log_p.detach(), reference.detach(), rtol=1e-5, atol=1e-4)
+    log_p.sum().backward()
+    grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    assert grads.keys() == ref_grads.keys()
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, ref_grads[name], rtol=1e-4, atol=1e-4, msg=name)
+    assert _roundtrip_error(model, x) < 1e-5  # the inverse (uncompiled) still undoes the compiled pass
+
+
+def test_compile_flow_is_refused_for_models_without_a_flow_pass():
+    from flowforge.models import create
+
+    with pytest.raises(ConfigError, match="compile_flow.*MAF"):
+        apply_speed_options(create("maf", dim=2), SpeedOptions(compile_flow=True))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from flowforge.bench.suite import BENCHES, VARIANTS, BenchSettings, markdown_table, run_bench
+from flowforge.bench.suite import ALL, BENCHES, SWITCHES, BenchSettings, markdown_table, run_bench, variant_switches
 from flowforge.errors import ConfigError
 
 
@@ -31,7 +31,8 @@ def add_bench_parser(sub, common, func) -> None:
     p.add_argument("--hidden", type=int, default=256, help="coupling network width")
     p.add_argument("--batch-sizes", type=_ints, default=(128,), help="comma-separated, e.g. 128,512,2048")
     p.add_argument("--variants", default="baseline",
-                   help=f"comma-separated flowforge speed variants out of {sorted(VARIANTS)}")
+                   help=f"comma-separated flowforge speed variants: 'baseline' or switches out of {sorted(SWITCHES)} "
+                        f"joined by '+' ('all' = {ALL}), e.g. baseline,bf16+channels-last,all+sync-free")
     p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (median and spread reported)")
     p.add_argument("--steps-per-round", type=int, default=1)
     p.add_argument("--out", help="write the table to OUT.md and the rows to OUT.json")
@@ -60,9 +61,11 @@ def run_bench_command(args) -> int:
     from flowforge.training.runs import select_device
 
     variants = tuple(v.strip() for v in args.variants.split(","))
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown:
-        raise ConfigError(f"--variants: unknown {unknown}; expected some of {sorted(VARIANTS)}")
+    for variant in variants:
+        try:
+            variant_switches(variant)
+        except ValueError as err:
+            raise ConfigError(f"--variants: {err}") from None
     device = select_device(args.device or "auto")
     images = _load_images(args.dataset, args.data_dir)
     shape = tuple(images.shape[1:]) if images is not None else (1, 28, 28)

@@ -28,17 +28,35 @@ from flowforge.training.sync_free import MaskedUpdate
 
 BENCHES = ("train-throughput", "sample-throughput", "memory", "flops")
 PEER = "normflows"
-VARIANTS = {
-    "baseline": SpeedOptions(),
-    "channels-last": SpeedOptions(channels_last=True),
-    "bf16": SpeedOptions(coupling_dtype="bfloat16"),
-    "compile": SpeedOptions(compile=True),
-    "bf16+channels-last": SpeedOptions(channels_last=True, coupling_dtype="bfloat16"),
-    "all": SpeedOptions(channels_last=True, coupling_dtype="bfloat16", compile=True),
-    "sync-free": SpeedOptions(),
-    "all+sync-free": SpeedOptions(channels_last=True, coupling_dtype="bfloat16", compile=True),
+# a variant is "baseline" or switches joined by "+", e.g. "bf16+channels-last+compile-flow";
+# "all" stands for bf16+channels-last+compile
+SWITCHES = {
+    "channels-last": {"channels_last": True},
+    "bf16": {"coupling_dtype": "bfloat16"},
+    "compile": {"compile": True},
+    "compile-flow": {"compile_flow": True},
+    "sync-free": {},  # train.sync_free_skip: no per-step host read (the step, not SpeedOptions)
 }
-SYNC_FREE = ("sync-free", "all+sync-free")  # train.sync_free_skip: no per-step host read
+ALL = "bf16+channels-last+compile"
+
+
+def variant_switches(variant: str) -> list[str]:
+    """The switches of a variant name; ValueError naming the unknown ones."""
+    if variant == "baseline":
+        return []
+    names = [n for part in variant.split("+") for n in (ALL.split("+") if part == "all" else [part])]
+    unknown = [n for n in names if n not in SWITCHES]
+    if unknown or not names:
+        raise ValueError(f"variant {variant!r}: unknown switch(es) {unknown}; expected 'baseline' or some of "
+                         f"{sorted(SWITCHES)} (or 'all' = {ALL}) joined by '+'")
+    return names
+
+
+def variant_options(variant: str) -> SpeedOptions:
+    fields = {}
+    for name in variant_switches(variant):
+        fields.update(SWITCHES[name])
+    return SpeedOptions(**fields)
 SETTLE_EVERY = 50  # the trainer reads the flags at each log step (train.log_every = 50)
 
 
@@ -88,8 +106,8 @@ def flowforge_contender(s: BenchSettings, variant: str, init_images: Tensor) -> 
     torch.manual_seed(s.seed)
     model = Glow(s.image_shape, levels=s.levels, depth=s.depth, hidden=s.hidden, seed=s.seed).to(s.device)
     model.initialize(init_images)
-    apply_speed_options(model, VARIANTS[variant])
-    sync_free = variant in SYNC_FREE
+    apply_speed_options(model, variant_options(variant))
+    sync_free = "sync-free" in variant_switches(variant)
     opt = _adamax(model, s.lr, capturable=sync_free and s.device.type == "cuda")
     masked = MaskedUpdate(model, opt, nn.Module())  # the benchmark keeps no EMA, for either library
 

@@ -67,6 +67,7 @@ class TrainConfig:
     channels_last: bool = False
     coupling_dtype: str = "float32"
     compile: bool = False
+    compile_flow: bool = False
     sync_free_skip: bool = False
 
     CHOICES = {"optimizer": ("adamax", "adam"), "device": ("auto", "cpu", "cuda"),

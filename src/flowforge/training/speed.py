@@ -8,6 +8,10 @@ stated below:
   convolutions and the priors stay float32 (the flow stays exactly invertible given the net).
 - `compile`: every coupling network is wrapped by `torch.compile` (fuses actnorm + ReLU and
   the elementwise tail); the mathematics is unchanged.
+- `compile_flow`: the model's whole data -> latent pass (every actnorm, 1x1 convolution,
+  coupling, split prior and the log-det sums) is one `torch.compile` graph, backward included
+  (the model's `compile_flow()`; Glow-family models). Same mathematics; float rounding of fused
+  kernels only.
 
 The data set already lives on the device for the whole run (trainer.py), and the 1x1
 convolutions cache their inverse in eval mode (bijections/permutations.py).
@@ -20,6 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from flowforge.errors import ConfigError
 from flowforge.nets.glow_conv import GlowCouplingNet
 
 COUPLING_DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -30,13 +35,16 @@ class SpeedOptions:
     channels_last: bool = False
     coupling_dtype: str = "float32"
     compile: bool = False
+    compile_flow: bool = False
 
     @classmethod
     def from_train_config(cls, train) -> "SpeedOptions":
-        return cls(channels_last=train.channels_last, coupling_dtype=train.coupling_dtype, compile=train.compile)
+        return cls(channels_last=train.channels_last, coupling_dtype=train.coupling_dtype, compile=train.compile,
+                   compile_flow=train.compile_flow)
 
     def label(self) -> str:
-        parts = [name for name, on in (("channels-last", self.channels_last), ("compile", self.compile)) if on]
+        parts = [name for name, on in (("channels-last", self.channels_last), ("compile", self.compile),
+                                       ("compile-flow", self.compile_flow)) if on]
         if self.coupling_dtype != "float32":
             parts.append(f"{self.coupling_dtype}-coupling")
         return "+".join(parts) or "baseline"
@@ -60,4 +68,9 @@ def apply_speed_options(model: nn.Module, options: SpeedOptions) -> int:
         if options.compile:
             # same code and shapes in every step of a level: the compiled graph is shared
             net.compile(dynamic=False)
+    if options.compile_flow:
+        if not hasattr(model, "compile_flow"):
+            raise ConfigError(f"train.compile_flow: {type(model).__name__} has no compilable flow pass "
+                              "(Glow-family models only); use train.compile for the coupling networks")
+        model.compile_flow()
     return len(nets)
