@@ -115,3 +115,19 @@ def test_compile_flow_is_refused_for_models_without_a_flow_pass():
 
     with pytest.raises(ConfigError, match="compile_flow.*MAF"):
         apply_speed_options(create("maf", dim=2), SpeedOptions(compile_flow=True))
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_on_a_cpu_without_native_bf16_warns(monkeypatch, native):
+    import warnings
+
+    from flowforge.training import speed
+
+    monkeypatch.setattr(speed, "cpu_has_native_bf16", lambda: native)
+    model, _ = _model_and_data()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        apply_speed_options(model, SpeedOptions(coupling_dtype="bfloat16"))
+        apply_speed_options(model, SpeedOptions(channels_last=True))  # float32: never a warning
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert (len(messages) == 1 and "emulated" in messages[0]) if not native else messages == []
