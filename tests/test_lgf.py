@@ -92,14 +92,33 @@ def _random_lgf(seed: int = 0) -> LGFMAF:
     return model.eval()
 
 
-def test_is_estimate_is_at_least_the_mean_elbo_of_its_draws():
-    model = _random_lgf()
-    x = torch.randn(100, 2, generator=_gen(0), dtype=torch.float64)
+def check_is_at_least_the_mean_elbo(model, x: torch.Tensor, samples: int, max_rows: int) -> None:
+    """For every example, the IS estimate of K one-sample ELBOs (drawn in several passes of one
+    generator) is >= their mean (Jensen), and u matters (the ELBOs vary)."""
+    g = _gen(1)
     with torch.no_grad():
-        elbos = elbo_samples(lambda r: model.elbo(r, _gen(1)), x, samples=50, max_rows=700)
-    assert elbos.shape == (50, 100)
+        elbos = elbo_samples(lambda r: model.elbo(r, g), x, samples=samples, max_rows=max_rows)
+    assert elbos.shape == (samples, len(x))
     assert (elbos.std(0) > 1e-3).all()  # u matters: a real gap
     assert (importance_log_likelihood(elbos) >= elbos.mean(0) - 1e-12).all()
+
+
+def check_is_grows_with_k(model, x: torch.Tensor, ks=(1, 4, 16, 64, 256), repeats: int = 3,
+                          min_rise: float = 0.05) -> None:
+    """The IS estimate, averaged over examples and `repeats` independent draws, increases with K,
+    and the K = 1 figure (the mean ELBO) is at least `min_rise` nats looser than the largest K's."""
+    means = []
+    with torch.no_grad():
+        for k in ks:
+            per_repeat = [model.log_prob(x, samples=k, generator=_gen(10 * k + r)).mean() for r in range(repeats)]
+            means.append(float(torch.stack(per_repeat).mean()))
+    assert all(b > a for a, b in zip(means, means[1:])), means
+    assert means[-1] - means[0] > min_rise, means
+
+
+def test_is_estimate_is_at_least_the_mean_elbo_of_its_draws():
+    x = torch.randn(100, 2, generator=_gen(0), dtype=torch.float64)
+    check_is_at_least_the_mean_elbo(_random_lgf(), x, samples=50, max_rows=700)
 
 
 def test_chunked_passes_equal_one_pass():
@@ -115,15 +134,8 @@ def test_chunked_passes_equal_one_pass():
 
 
 def test_is_estimate_grows_with_k_on_average():
-    model = _random_lgf(seed=3)
     x = torch.randn(200, 2, generator=_gen(4), dtype=torch.float64)
-    means = []
-    with torch.no_grad():
-        for k in (1, 4, 16, 64, 256):
-            per_repeat = [model.log_prob(x, samples=k, generator=_gen(10 * k + r)).mean() for r in range(3)]
-            means.append(float(torch.stack(per_repeat).mean()))
-    assert all(b > a for a, b in zip(means, means[1:])), means
-    assert means[-1] - means[0] > 0.05  # the K = 1 ELBO is clearly looser
+    check_is_grows_with_k(_random_lgf(seed=3), x)
 
 
 # ------------------------------------------------------------------ a 1-D closed form
@@ -199,6 +211,23 @@ def test_seeded_draws_are_reproducible_and_gradients_reach_p_q_s_t():
     step = localised_steps(model)[0]
     for part in (step.bijection, step.prior, step.posterior):
         assert sum(float(p.grad.abs().sum()) for p in part.parameters()) > 0
+
+
+@pytest.mark.parametrize("name, args", [
+    ("lgf-maf", dict(dim=3, layers=2, hidden=[8])),
+    ("lgf-realnvp", dict(image_shape=(1, 4, 4), blocks=1, hidden=4, st_hidden=4, pq_hidden=4, st_blocks=1,
+                         pq_blocks=1)),
+])
+def test_seeded_samples_draw_every_u_from_the_generator(name, args):
+    """These base models sample through `decode`: u must come from the sample's generator there."""
+    torch.manual_seed(0)
+    model = create(name, **args).eval()
+    _perturb(model, seed=1, scale=0.1)
+    with torch.no_grad():
+        a = model.sample(4, generator=_gen(2))
+        torch.manual_seed(5)  # the global RNG must not matter
+        b = model.sample(4, generator=_gen(2))
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 def test_k_train_samples_average_the_elbo():

@@ -8,7 +8,8 @@ order `encode` returns them, so F is a bijection of R^D (Behrmann et al. 2021, s
 flow this way); for flat models it is their `flow`; a bare Bijection is itself, flattened.
 
 Every function here treats the examples of a batch independently only if the model does: put
-models with batch statistics (BatchNormFlow) in eval mode first.
+models with batch statistics (BatchNormFlow) in eval mode first. Localised generative flows
+(models/lgf.py) are refused: every pass draws a new index u, so they are not one map to diagnose.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from torch import Tensor, nn
 
 from flowforge.bijections.base import Bijection
 from flowforge.errors import ShapeError
+from flowforge.objectives.elbo import localised_steps
 
 Map = Callable[[Tensor], Tensor]
 
@@ -88,6 +90,9 @@ def invertible_map(model_or_bijection: nn.Module, context: Tensor | None = None,
     model with a zero batch of `input_shape` (by default the model's `image_shape` or `(dim,)`).
     """
     obj = model_or_bijection
+    if localised_steps(obj):
+        raise TypeError(f"{type(obj).__name__} is stochastic (an index u is drawn in every pass, LGF paper §3): "
+                        "decode(encode(x)) != x by design, so it has no invertible map to diagnose")
     if input_shape is None:
         if hasattr(obj, "image_shape"):
             input_shape = obj.image_shape

@@ -7,6 +7,7 @@ from flowforge.models.flat_resflow import FlatResFlow
 from flowforge.models.glow import Glow
 from flowforge.models.inn_classifier import INNClassifier
 from flowforge.models.lgf import LGFMAF, LGFFlatRealNVP, LGFRealNVP
+from flowforge.models.lgf_glow import LGFGlow
 from flowforge.models.maf import MAF
 from flowforge.models.realnvp import RealNVP
 from flowforge.models.registry import available, create, register
@@ -14,5 +15,5 @@ from flowforge.models.resflow import ResFlow
 from flowforge.models.vae_flow import VAEFlow
 
 __all__ = ["FlatFlowModel", "FlatRealNVP", "FlatResFlow", "FlowModel", "Glow", "ImageFlowModel", "INNClassifier",
-           "LGFFlatRealNVP", "LGFMAF", "LGFRealNVP", "MAF", "RealNVP", "ResFlow", "VAEFlow", "available", "create",
+           "LGFFlatRealNVP", "LGFGlow", "LGFMAF", "LGFRealNVP", "MAF", "RealNVP", "ResFlow", "VAEFlow", "available", "create",
            "register"]

@@ -66,6 +66,19 @@ def flow_step(channels: int, hidden: int, coupling: str, scale: str, permutation
     return Chain([ActNorm(channels), _permutation(permutation, channels, seed), coupler])
 
 
+def level_shapes(image_shape: Sequence[int], levels: int) -> list[tuple[int, int, int]]:
+    """(C, H, W) at each level's flow steps: squeezed to (4C, H/2, W/2), then half of the channels
+    factored out by the split before the next level."""
+    c, h, w = (int(s) for s in image_shape)
+    shapes = []
+    for level in range(levels):
+        c, h, w = c * 4, h // 2, w // 2
+        shapes.append((c, h, w))
+        if level < levels - 1:
+            c = c // 2
+    return shapes
+
+
 @register("glow")
 class Glow(ImageFlowModel):
     """Multi-scale Glow over images of shape `image_shape` = (C, H, W)."""
@@ -104,17 +117,16 @@ class Glow(ImageFlowModel):
         self.squeeze = Squeeze()
         self.steps = nn.ModuleList()
         self.split_priors = nn.ModuleList()
-        for level in range(levels):
-            c, h, w = c * 4, h // 2, w // 2
+        self.level_shapes = level_shapes(self.image_shape, levels)
+        for level, (c, _, _) in enumerate(self.level_shapes):
             self.steps.append(
                 Chain(flow_step(c, hidden, coupling, scale, permutation, seed + 1000 * level + k) for k in range(depth))
             )
             if level < levels - 1:
                 self.split_priors.append(SplitPrior(c // 2, c // 2))
-                c = c // 2
-        self.top_shape = (c, h, w)
+        self.top_shape = self.level_shapes[-1]
         self.top_prior = TopPrior(self.top_shape, learn=learn_top, num_classes=num_classes)
-        self.classifier = LinearZeros(c, num_classes) if num_classes > 0 else None
+        self.classifier = LinearZeros(self.top_shape[0], num_classes) if num_classes > 0 else None
 
     # data -> latent ---------------------------------------------------------------------------
     def _forward(self, x: Tensor, context: Tensor | None) -> tuple[list[Tensor], Tensor, Tensor]:

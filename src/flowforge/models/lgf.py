@@ -11,7 +11,12 @@ so the base model's own forward computes a one-sample ELBO (objectives/elbo.py).
   (objectives/importance.py), K = `valid_samples` unless given, so every caller of `log_prob`
   (density grids, evaluation) gets a likelihood estimate, never the raw ELBO;
 - `elbo(x)`: one-sample ELBOs; `sample`: ancestral, z ~ N(0, I), u_l ~ p(u_l | z_{l-1}),
-  z_l = G_l^{-1}(z_{l-1}; u_l) through the base flow's inverse.
+  z_l = G_l^{-1}(z_{l-1}; u_l) through the base flow's inverse;
+- `encode` / `decode`: the base model's, with every u drawn from q (encode) or p (decode), seeded by
+  `generator`: one posterior / prior draw, so decode(encode(x)) == x does NOT hold (and the
+  diagnostics, which need an invertible map, refuse these models).
+
+LGF-Glow (the Glow base) is in models/lgf_glow.py.
 
 Evaluation (`flowforge eval`, validation during training) uses K = `valid_samples` for validation
 and `test_samples` with `test_repeats` repeats otherwise (evaluation/importance.py).
@@ -52,14 +57,16 @@ def flat_localised_step(dim: int, u_dim: int, st_hidden: Sequence[int], pq_hidde
 
 
 def image_localised_step(shape: Sequence[int], u_channels: int, st_blocks: int, st_hidden: int, pq_blocks: int,
-                         pq_hidden: int) -> LocalisedStep:
+                         pq_hidden: int, zero_init: bool = False) -> LocalisedStep:
     """Images (§5.2, NOTES b.3-b.4): a per-pixel u of `u_channels` channels at the layer's H x W;
-    ResNets with the learned scaled-tanh output for (t, s) and for p's and q's (mean, log-std)."""
+    ResNets with the learned scaled-tanh output for (t, s) and for p's and q's (mean, log-std).
+    `zero_init`: the three ResNets' outputs start at zero (s = t = 0, p = q = N(0, I)), so the step
+    starts as the identity and adds 0 to the ELBO (the LGF code does not; CIF's Glow nets do, NOTES b.3)."""
     c = int(shape[0])
     return LocalisedStep(
-        IndexedAffine(tuple(shape), ResNet(u_channels, 2 * c, st_hidden, st_blocks)),
-        prior=ConditionalDiagGaussian(ResNet(c, 2 * u_channels, pq_hidden, pq_blocks), u_channels),
-        posterior=ConditionalDiagGaussian(ResNet(c, 2 * u_channels, pq_hidden, pq_blocks), u_channels),
+        IndexedAffine(tuple(shape), ResNet(u_channels, 2 * c, st_hidden, st_blocks, zero_init)),
+        prior=ConditionalDiagGaussian(ResNet(c, 2 * u_channels, pq_hidden, pq_blocks, zero_init), u_channels),
+        posterior=ConditionalDiagGaussian(ResNet(c, 2 * u_channels, pq_hidden, pq_blocks, zero_init), u_channels),
     )
 
 
@@ -98,6 +105,25 @@ class LocalisedFlow:
     def sample(self, n: int, temperature=1.0, context: Tensor | None = None, generator=None) -> Tensor:
         with noise_source(self, generator):
             return super().sample(n, temperature=temperature, context=context, generator=generator)
+
+    def encode(self, x: Tensor, context: Tensor | None = None, generator: torch.Generator | None = None) -> list[Tensor]:
+        """The base model's latents with every u drawn from q(u | layer input): one posterior draw,
+        different for every generator state; decode(encode(x)) == x does not hold. Without a
+        `generator` the steps' current noise source is kept (torch's global RNG by default)."""
+        if generator is None:
+            return super().encode(x, context)
+        with noise_source(self, generator):
+            return super().encode(x, context)
+
+    def decode(self, latents: list[Tensor], context: Tensor | None = None,
+               generator: torch.Generator | None = None) -> Tensor:
+        """The base model's inverse with every u drawn from p(u | layer output) (ancestral). Without
+        a `generator` the current noise source is kept, so `sample(generator=g)` of a base model
+        that samples through `decode` still draws every u from g."""
+        if generator is None:
+            return super().decode(latents, context)
+        with noise_source(self, generator):
+            return super().decode(latents, context)
 
 
 class _FlatLocalisedFlow(LocalisedFlow):
@@ -139,13 +165,29 @@ class LGFFlatRealNVP(_FlatLocalisedFlow, FlatRealNVP):
         self._set_sample_counts(train_samples, valid_samples, test_samples, test_repeats)
 
 
+class ImageLocalisedFlow(LocalisedFlow):
+    """Image LGFs (LGF-RealNVP, LGF-Glow): the loss is the -ELBO in bits/dim against the discrete
+    data (mean over `train_samples` draws of u, one dequantisation per image, NOTES b.5), and the
+    base model's data-dependent initialisation draws its u from the given generator."""
+
+    max_rows = 1000  # images per pass of the IS estimator: K = 1000 for a batch of B takes B passes
+
+    def loss(self, batch, generator=None) -> dict[str, Tensor]:
+        images = batch[0] if isinstance(batch, (tuple, list)) else batch
+        x = self.prepare(images, generator)
+        bpd = bits_per_dim(self._mean_elbo(x, generator), self.num_dims, self.n_bits).mean()
+        return {"loss": bpd, "bpd": bpd.detach()}
+
+    def initialize(self, x: Tensor, context: Tensor | None = None, generator=None) -> int:
+        with noise_source(self, generator):
+            return super().initialize(x, context, generator=generator)
+
+
 @register("lgf-realnvp")
-class LGFRealNVP(LocalisedFlow, RealNVP):
+class LGFRealNVP(ImageLocalisedFlow, RealNVP):
     """LGF-RealNVP (§5.2): the multi-scale RealNVP with `blocks` x `hidden` coupling ResNets, no batch
     norm, a single-channel per-pixel u after every coupling; (t, s) from a `st_blocks` x `st_hidden`
     ResNet of u, p and q from `pq_blocks` x `pq_hidden` ResNets (paper: 4x64, 2x8, 2x64)."""
-
-    max_rows = 1000  # images per pass of the IS estimator: K = 1000 for a batch of B takes B passes
 
     def __init__(self, image_shape: Sequence[int] = (1, 28, 28), n_bits: int = 8, blocks: int = 4, hidden: int = 64,
                  logit_alpha: float = 1e-6, u_channels: int = 1, st_blocks: int = 2, st_hidden: int = 8,
@@ -162,9 +204,3 @@ class LGFRealNVP(LocalisedFlow, RealNVP):
         self.first = Chain(insert_after(list(self.first.layers), MaskedAffineCoupling, step))
         self.second = Chain(insert_after(list(self.second.layers), MaskedAffineCoupling, step))
         self._set_sample_counts(train_samples, valid_samples, test_samples, test_repeats)
-
-    def loss(self, batch, generator=None) -> dict[str, Tensor]:
-        images = batch[0] if isinstance(batch, (tuple, list)) else batch
-        x = self.prepare(images, generator)
-        bpd = bits_per_dim(self._mean_elbo(x, generator), self.num_dims, self.n_bits).mean()
-        return {"loss": bpd, "bpd": bpd.detach()}

@@ -2,6 +2,10 @@
 
     conv3x3 (no bias) -> blocks x [BN -> ReLU -> conv3x3 -> BN -> ReLU -> conv3x3, + skip]
     -> BN -> ReLU -> conv1x1 (bias) -> w * tanh(.)   (learned per-channel w, init 1)
+
+`zero_init=True` starts the conv1x1's weight and bias at zero, so the network's output is 0 at
+initialisation (as the zero-initialised last convolution of the CIF code's Glow networks, NOTES b.3);
+gradients still reach the conv1x1 at once (tanh'(0) = 1, w = 1).
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ class ResNet(nn.Module):
     """RealNVP's coupling network from `in_channels` to `out_channels` with `blocks` residual
     blocks of `hidden` channels."""
 
-    def __init__(self, in_channels: int, out_channels: int, hidden: int = 64, blocks: int = 4):
+    def __init__(self, in_channels: int, out_channels: int, hidden: int = 64, blocks: int = 4,
+                 zero_init: bool = False):
         super().__init__()
         self.net = nn.Sequential(
             nn.Conv2d(in_channels, hidden, 3, padding=1, bias=False),
@@ -45,6 +50,9 @@ class ResNet(nn.Module):
             nn.BatchNorm2d(hidden), nn.ReLU(), nn.Conv2d(hidden, out_channels, 1),
             ScaledTanh(out_channels),
         )
+        if zero_init:
+            nn.init.zeros_(self.net[-2].weight)
+            nn.init.zeros_(self.net[-2].bias)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
