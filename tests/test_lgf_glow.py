@@ -248,3 +248,10 @@ def test_cli_refuses_memory_saving_with_the_reason(tmp_path, capsys):
                  *_sets(TINY_LGF + ["model.memory_saving=true"])])
     assert code == 2
     assert "model.memory_saving = True is not supported" in capsys.readouterr().err
+
+
+def test_compiling_the_whole_flow_pass_is_refused():
+    from flowforge.training.speed import SpeedOptions, apply_speed_options
+
+    with pytest.raises(ConfigError, match="train.compile_flow is not supported"):
+        apply_speed_options(create("lgf-glow", **BASE), SpeedOptions(compile_flow=True))

@@ -20,7 +20,8 @@ Refused, because they cannot hold for a stochastic model (ConfigError):
   torch's global RNG only, not the model's noise generator (the trainer's per-step generator), so
   u would be drawn again, and the ResNets' batch norms would update their statistics twice;
 - `num_classes > 0`: the IS evaluation (evaluation/importance.py) scores images without labels,
-  and Glow's classifier head would read a top latent that depends on the random u.
+  and Glow's classifier head would read a top latent that depends on the random u;
+- `train.compile_flow`: the per-step noise generator would make torch.compile recompile.
 `encode` / `decode` draw u (from q / p): decode(encode(x)) == x does not hold (models/lgf.py).
 """
 
@@ -104,3 +105,8 @@ class LGFGlow(ImageLocalisedFlow, Glow):
         for level, shape in enumerate(self.level_shapes):
             self.steps[level] = Chain(with_index(step, shape) for step in self.steps[level].layers)
         self._set_sample_counts(train_samples, valid_samples, test_samples, test_repeats)
+
+    def compile_flow(self) -> None:
+        raise ConfigError("lgf-glow: train.compile_flow is not supported: every training step draws u from a new "
+                          "per-step generator, which torch.compile would guard on and recompile for; use "
+                          "train.compile (the coupling networks) instead")
