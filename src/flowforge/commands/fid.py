@@ -61,6 +61,7 @@ def add_parser(sub, common) -> None:
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=train_features)
+
     p = sub.add_parser("fid", parents=[common], help="FID of a trained image model's samples against the test set")
     p.add_argument("run_dir")
     p.add_argument("--features", help="feature network folder (from flowforge fid-features train)")

@@ -51,6 +51,7 @@ def add_parser(sub, common) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")
     p.set_defaults(func=diagnose)
+
     p = sub.add_parser("attack", parents=[common], help="invertibility attack inside the dequantisation cell")
     p.add_argument("run_dir")
     p.add_argument("--split", choices=["test", "valid", "train"], default="test")
