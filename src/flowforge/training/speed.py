@@ -53,7 +53,8 @@ class SpeedOptions:
 
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX). Without it, oneDNN
-    emulates bf16 convolutions: measured about 10x slower than float32 on an AVX2-only EPYC."""
+    emulates bf16 (and float16) convolutions: bf16 measured about 10x slower than float32 on an
+    AVX2-only EPYC."""
     probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
     return any(probe() for probe in probes if probe is not None)
 
@@ -61,9 +62,9 @@ def cpu_has_native_bf16() -> bool:
 def _warn_if_emulated(model: nn.Module, options: SpeedOptions) -> None:
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     if options.coupling_dtype != "float32" and device.type == "cpu" and not cpu_has_native_bf16():
-        warnings.warn(f"coupling_dtype = {options.coupling_dtype!r} on a CPU without native bfloat16 (AVX512-BF16 / "
-                      "AMX): its convolutions are emulated and much slower than float32; on this CPU use "
-                      "float32 with channels_last and compile", RuntimeWarning, stacklevel=3)
+        warnings.warn(f"coupling_dtype = {options.coupling_dtype!r} on a CPU without native 16-bit float arithmetic "
+                      "(no AVX512-BF16 / AMX): its convolutions are emulated and much slower than float32; on this "
+                      "CPU use float32 with channels_last and compile", RuntimeWarning, stacklevel=3)
 
 
 def coupling_nets(model: nn.Module) -> list[GlowCouplingNet]:
