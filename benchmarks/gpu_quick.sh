@@ -11,8 +11,9 @@
 #                                     (configs/glow-fashion-mnist-fast.toml; issue 3's target: test
 #                                     bpd <= 3.00), its test bpd; training throughput vs normflows at
 #                                     batch 128 (float32 and bf16 + channels-last)
-#    bash benchmarks/gpu_quick.sh B   ~4 min: throughput at batch 512 and 2048 (+ compile-flow),
-#                                     sampling throughput, peak memory for K = 8 ... 64 (reversible)
+#    bash benchmarks/gpu_quick.sh B   ~6 min: throughput at batch 512 and 2048 (+ compile-flow),
+#                                     sampling throughput, peak memory for K = 8 ... 64 (reversible),
+#                                     CUDA graphs (cuda-graphs) vs eager at batch 128
 # Results: $OUT/gpu-quick-PART.tgz (one log per step, the bench tables as md + json, the run's eval
 # json, report.md and metrics.csv; the device tool returns at most 8 files, hence one archive) and
 # $OUT/summary-PART.txt (the last lines of each log; also printed at the end, so the tool's output
@@ -48,10 +49,10 @@ if [ "${QUICK_CPU_CHECK:-0}" = 1 ]; then  # toy sizes: the script's plumbing, no
   EXTRA=(--set train.compile=false --set train.coupling_dtype=float32 --set train.valid_examples=200
          --set train.eval_every=20 --set train.checkpoint_every=20 --set train.warmup_steps=10)
   NET=(--depth 2 --hidden 16 --rounds 2 --steps-per-round 1) MEM=(--depths 2 4 --batch 4 --hidden 16)
-  B128=16 B512=32 B2048=64
+  B128=16 B512=32 B2048=64 GRAPHS=compile-flow  # CUDA graphs need CUDA: the same compilation without
 else
   DEVICE=cuda TRAIN_S=420 MODEL=() BATCH=() EXTRA=() NET=(--rounds 3 --steps-per-round 10) MEM=()
-  B128=128 B512=512 B2048=2048
+  B128=128 B512=512 B2048=2048 GRAPHS=cuda-graphs
 fi
 
 step() {  # step NAME LIMIT_S COMMAND...: run with a time limit, log to NAME.log, never abort the part
@@ -92,6 +93,8 @@ case "$PART" in
     # last: compiling the whole flow pass may take long; its limit keeps the part under 10 minutes
     bench train-compile-flow-$B512 150 train-throughput --batch-sizes "$B512" \
       --variants bf16+channels-last,bf16+channels-last+compile-flow
+    bench train-$GRAPHS-$B128 150 train-throughput --batch-sizes "$B128" \
+      --variants bf16+channels-last,bf16+channels-last+$GRAPHS
     ;;
   *) echo "unknown part $PART; see the header of $0" >&2; exit 2 ;;
 esac

@@ -84,6 +84,7 @@ def test_variants_compose_switches_and_unknown_ones_are_named(capsys):
     assert variant_options("baseline") == SpeedOptions()
     assert variant_options("all") == SpeedOptions(channels_last=True, coupling_dtype="bfloat16", compile=True)
     assert variant_options("channels-last+compile-flow") == SpeedOptions(channels_last=True, compile_flow=True)
+    assert variant_options("bf16+cuda-graphs") == SpeedOptions(coupling_dtype="bfloat16", cuda_graphs=True)
     assert variant_switches("all+sync-free")[-1] == "sync-free"
     assert main(["bench", "train-throughput", "--variants", "baseline,channels-last+turbo"]) == 2
     assert "unknown switch(es) ['turbo']" in capsys.readouterr().err

@@ -68,8 +68,8 @@ def _seed():
 # --------------------------------------------------------------------------- the layers
 
 
-def _net():
-    return partial(GlowCouplingNet, hidden=HIDDEN)
+def _net(edge_bias: bool = False):
+    return partial(GlowCouplingNet, hidden=HIDDEN, edge_bias=edge_bias)
 
 
 def _channel_message(c: int) -> str:
@@ -187,6 +187,7 @@ CASES = [
         for name in SCALE_FUNCTIONS
     ],
     Case("additive", lambda c, s: AdditiveCoupling(c, _net())),
+    Case("affine-edge-bias", lambda c, s: AffineCoupling(c, _net(edge_bias=True), scale="sigmoid")),
     Case(
         "squeeze",
         lambda c, s: Squeeze(),

@@ -253,5 +253,5 @@ def test_cli_refuses_memory_saving_with_the_reason(tmp_path, capsys):
 def test_compiling_the_whole_flow_pass_is_refused():
     from flowforge.training.speed import SpeedOptions, apply_speed_options
 
-    with pytest.raises(ConfigError, match="train.compile_flow is not supported"):
+    with pytest.raises(ConfigError, match="train.compile_flow .and train.cuda_graphs. is not supported"):
         apply_speed_options(create("lgf-glow", **BASE), SpeedOptions(compile_flow=True))

@@ -9,6 +9,7 @@ from conftest import CONFIGS, needs_mnist
 from flowforge.errors import ConfigError
 from flowforge.models.glow import Glow
 from flowforge.training.config import load_config
+from flowforge.training import speed
 from flowforge.training.speed import SpeedOptions, apply_speed_options, coupling_nets
 
 
@@ -59,8 +60,10 @@ def test_speed_options_leave_other_models_alone():
 
 def test_speed_fields_are_validated_config_fields():
     cfg = load_config(None, ["train.coupling_dtype=bfloat16", "train.channels_last=true", "train.compile=true",
-                             "train.compile_flow=true"])
-    assert SpeedOptions.from_train_config(cfg.train) == SpeedOptions(True, "bfloat16", True, True)
+                             "train.compile_flow=true", "train.cuda_graphs=true"])
+    options = SpeedOptions.from_train_config(cfg.train)
+    assert options == SpeedOptions(True, "bfloat16", True, True, True)
+    assert options.label() == "channels-last+compile+compile-flow+cuda-graphs+bfloat16-coupling"
     assert load_config(None).train.coupling_dtype == "float32"  # default = unchanged behaviour
     with pytest.raises(ConfigError, match="coupling_dtype"):
         load_config(None, ["train.coupling_dtype=int8"])
@@ -110,18 +113,52 @@ def test_compiled_flow_pass_gives_the_same_loss_and_gradients():
     assert _roundtrip_error(model, x) < 1e-5  # the inverse (uncompiled) still undoes the compiled pass
 
 
+def test_compile_flow_compiles_the_flow_pass_in_the_asked_mode_and_keeps_the_initialisation_eager(monkeypatch):
+    compiled = []
+
+    def fake_compile(fn, dynamic, mode):
+        compiled.append(mode)
+
+        def calls_the_compiled_pass(*args):
+            raise RuntimeError("compiled pass called")
+        return calls_the_compiled_pass
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    for options, mode in ((SpeedOptions(compile_flow=True), None), (SpeedOptions(cuda_graphs=True), "reduce-overhead")):
+        model = Glow((1, 8, 8), levels=2, depth=2, hidden=8)
+        if mode is not None:  # a CUDA model, as far as the device check can see
+            monkeypatch.setattr(speed, "_device", lambda m: torch.device("cuda"))
+        apply_speed_options(model, options)
+        assert compiled[-1] == mode
+        images = torch.randint(0, 256, (4, 1, 8, 8), dtype=torch.uint8)
+        model.initialize(images)  # the eager pass: a different batch size, run once
+        with pytest.raises(RuntimeError, match="compiled pass called"):
+            model.log_prob(model.prepare(images))
+
+
+def test_cuda_graphs_are_refused_off_cuda_and_mark_each_step_on_it(monkeypatch):
+    with pytest.raises(ConfigError, match="cuda_graphs needs a CUDA device; the model is on cpu"):
+        apply_speed_options(Glow((1, 8, 8), levels=2, depth=2, hidden=8), SpeedOptions(cuda_graphs=True))
+    marks = []
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
+    speed.begin_training_step(SpeedOptions(compile_flow=True))
+    assert marks == []
+    speed.begin_training_step(SpeedOptions(cuda_graphs=True))
+    assert marks == [1]
+
+
 def test_compile_flow_is_refused_for_models_without_a_flow_pass():
     from flowforge.models import create
 
     with pytest.raises(ConfigError, match="compile_flow.*MAF"):
         apply_speed_options(create("maf", dim=2), SpeedOptions(compile_flow=True))
+    with pytest.raises(ConfigError, match="cuda_graphs.*MAF"):
+        apply_speed_options(create("maf", dim=2), SpeedOptions(cuda_graphs=True))
 
 
 @pytest.mark.parametrize("native", [True, False])
 def test_bf16_on_a_cpu_without_native_bf16_warns(monkeypatch, native):
     import warnings
-
-    from flowforge.training import speed
 
     monkeypatch.setattr(speed, "cpu_has_native_bf16", lambda: native)
     model, _ = _model_and_data()

@@ -23,7 +23,7 @@ from flowforge.bench.measure import Ratio, counted_flops, interleaved_seconds, p
 from flowforge.bench.peer_normflows import build_normflows_glow, initialize_normflows, normflows_bits_per_dim
 from flowforge.data.quantisation import dequantise, to_model_space
 from flowforge.models.glow import Glow
-from flowforge.training.speed import SpeedOptions, apply_speed_options
+from flowforge.training.speed import SpeedOptions, apply_speed_options, begin_training_step
 from flowforge.training.sync_free import MaskedUpdate
 
 BENCHES = ("train-throughput", "sample-throughput", "memory", "flops")
@@ -35,6 +35,7 @@ SWITCHES = {
     "bf16": {"coupling_dtype": "bfloat16"},
     "compile": {"compile": True},
     "compile-flow": {"compile_flow": True},
+    "cuda-graphs": {"cuda_graphs": True},  # compile-flow replayed as CUDA graphs (CUDA only)
     "sync-free": {},  # train.sync_free_skip: no per-step host read (the step, not SpeedOptions)
 }
 ALL = "bf16+channels-last+compile"
@@ -106,13 +107,15 @@ def flowforge_contender(s: BenchSettings, variant: str, init_images: Tensor) -> 
     torch.manual_seed(s.seed)
     model = Glow(s.image_shape, levels=s.levels, depth=s.depth, hidden=s.hidden, seed=s.seed).to(s.device)
     model.initialize(init_images)
-    apply_speed_options(model, variant_options(variant))
+    options = variant_options(variant)
+    apply_speed_options(model, options)
     sync_free = "sync-free" in variant_switches(variant)
     opt = _adamax(model, s.lr, capturable=sync_free and s.device.type == "cuda")
     masked = MaskedUpdate(model, opt, nn.Module())  # the benchmark keeps no EMA, for either library
 
     def train_step(images: Tensor, gen: torch.Generator) -> Tensor:
         model.train()
+        begin_training_step(options)
         loss = model.loss(images, generator=gen)["loss"]
         if not (sync_free and masked.ready()):
             return _step(model, opt, loss, s.grad_clip)

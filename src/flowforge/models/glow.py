@@ -54,9 +54,10 @@ def _permutation(name: str, channels: int, seed: int):
     raise ValueError(f"unknown permutation {name!r}; expected one of {PERMUTATIONS}")
 
 
-def flow_step(channels: int, hidden: int, coupling: str, scale: str, permutation: str, seed: int) -> Chain:
-    """One Glow step: actnorm -> permutation -> coupling."""
-    net = partial(GlowCouplingNet, hidden=hidden)
+def flow_step(channels: int, hidden: int, coupling: str, scale: str, permutation: str, seed: int,
+              edge_bias: bool = False) -> Chain:
+    """One Glow step: actnorm -> permutation -> coupling (`edge_bias`: nets/edge_bias.py)."""
+    net = partial(GlowCouplingNet, hidden=hidden, edge_bias=edge_bias)
     if coupling == "affine":
         coupler = AffineCoupling(channels, net, scale=scale)
     elif coupling == "additive":
@@ -101,10 +102,12 @@ class Glow(ImageFlowModel):
         seed: int = 0,
         memory_saving: bool = False,
         checkpoint_steps: bool = False,
+        edge_bias: bool = False,
     ):
         """`memory_saving`: reversible backprop through each level's steps (activations rebuilt
         from outputs, memory independent of depth; exact only as far as the inverse is);
-        `checkpoint_steps`: torch.utils.checkpoint per step instead (exact, memory O(depth))."""
+        `checkpoint_steps`: torch.utils.checkpoint per step instead (exact, memory O(depth));
+        `edge_bias`: the public code's border channel in the coupling networks' 3x3 convolutions."""
         super().__init__()
         self.memory_saving, self.checkpoint_steps = memory_saving, checkpoint_steps
         self._set_image_shape(image_shape, n_bits)
@@ -120,7 +123,8 @@ class Glow(ImageFlowModel):
         self.level_shapes = level_shapes(self.image_shape, levels)
         for level, (c, _, _) in enumerate(self.level_shapes):
             self.steps.append(
-                Chain(flow_step(c, hidden, coupling, scale, permutation, seed + 1000 * level + k) for k in range(depth))
+                Chain(flow_step(c, hidden, coupling, scale, permutation, seed + 1000 * level + k, edge_bias)
+                      for k in range(depth))
             )
             if level < levels - 1:
                 self.split_priors.append(SplitPrior(c // 2, c // 2))
@@ -147,10 +151,13 @@ class Glow(ImageFlowModel):
         log_prior = log_prior + self.top_prior.log_prob(z, context)
         return latents, logdet, log_prior
 
-    def compile_flow(self) -> None:
+    def compile_flow(self, mode: str | None = None) -> None:
         """Compile the whole data -> latent pass (all levels, priors and log-dets) with
-        torch.compile, one graph per input shape (`train.compile_flow`); the mathematics is unchanged."""
-        self._forward = torch.compile(self._forward, dynamic=False)
+        torch.compile, one graph per input shape (`train.compile_flow`; `mode="reduce-overhead"`
+        replays it as CUDA graphs, `train.cuda_graphs`); the mathematics is unchanged. The
+        data-dependent initialisation keeps the eager pass (one pass, another batch size)."""
+        self._eager_forward = getattr(self, "_eager_forward", self._forward)
+        self._forward = torch.compile(self._eager_forward, dynamic=False, mode=mode)
 
     def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         """Continuous log-density (nats) of x in model space [-0.5, 0.5)^D (dequantised data)."""
@@ -222,4 +229,5 @@ class Glow(ImageFlowModel):
     def initialize(self, images: Tensor, labels: Tensor | None = None, generator=None) -> int:
         """Data-dependent actnorm initialisation on one batch (Glow uses 256 images)."""
         ctx = labels if self.num_classes > 0 else None
-        return data_dependent_init(self, lambda b: self._forward(self.prepare(b, generator), ctx), images)
+        flow = getattr(self, "_eager_forward", self._forward)
+        return data_dependent_init(self, lambda b: flow(self.prepare(b, generator), ctx), images)

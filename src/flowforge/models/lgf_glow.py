@@ -87,13 +87,14 @@ class LGFGlow(ImageLocalisedFlow, Glow):
         num_classes: int = 0,
         memory_saving: bool = False,
         checkpoint_steps: bool = False,
+        edge_bias: bool = False,
     ):
         refuse_stochastic_incompatible(memory_saving=memory_saving, checkpoint_steps=checkpoint_steps,
                                        num_classes=num_classes)
         if u_channels < 1:
             raise ValueError(f"u_channels must be positive, got {u_channels}")
         Glow.__init__(self, image_shape, levels=levels, depth=depth, hidden=hidden, coupling=coupling, scale=scale,
-                      permutation=permutation, n_bits=n_bits, learn_top=learn_top, seed=seed)
+                      permutation=permutation, n_bits=n_bits, learn_top=learn_top, seed=seed, edge_bias=edge_bias)
 
         def with_index(step: Chain, shape: tuple[int, int, int]) -> Chain:
             def make(_coupling) -> LocalisedStep:
@@ -106,7 +107,7 @@ class LGFGlow(ImageLocalisedFlow, Glow):
             self.steps[level] = Chain(with_index(step, shape) for step in self.steps[level].layers)
         self._set_sample_counts(train_samples, valid_samples, test_samples, test_repeats)
 
-    def compile_flow(self) -> None:
-        raise ConfigError("lgf-glow: train.compile_flow is not supported: every training step draws u from a new "
+    def compile_flow(self, mode: str | None = None) -> None:
+        raise ConfigError("lgf-glow: train.compile_flow (and train.cuda_graphs) is not supported: every training step draws u from a new "
                           "per-step generator, which torch.compile would guard on and recompile for; use "
                           "train.compile (the coupling networks) instead")

@@ -4,8 +4,10 @@
 
 The last convolution starts at zero, so every coupling starts as the identity (additive) or as a
 constant scale (affine); its output is multiplied by a learned per-channel gain exp(3 * logs).
-The public code also appends a border-indicator channel before each padded convolution
-("edge bias"); this implementation uses plain zero padding.
+With `edge_bias` (off by default) the padded 3x3 convolutions get the public code's "edge bias"
+padding (`add_edge_padding`): an extra input channel that is 1 on the zero-padded border, so the
+network can tell padding from data near the image edge (`nets/edge_bias.py`). Off, it is plain
+zero padding.
 
 Two speed switches (set by `flowforge.training.speed.apply_speed_options`, both off by default)
 act inside the network only, so log-dets, actnorm, 1x1 convolutions and priors stay float32:
@@ -20,7 +22,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from flowforge.bijections.actnorm import ActNorm
+from flowforge.nets.edge_bias import EdgeBias
 from flowforge.nets.zero_init import ZeroConv2d
+
 
 class _ActNormNoLogdet(ActNorm):
     def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:  # type: ignore[override]
@@ -30,13 +34,15 @@ class _ActNormNoLogdet(ActNorm):
 class GlowCouplingNet(nn.Module):
     """Glow's coupling network from `in_channels` to `out_channels` with `hidden` channels."""
 
-    def __init__(self, in_channels: int, out_channels: int, hidden: int = 512):
+    def __init__(self, in_channels: int, out_channels: int, hidden: int = 512, edge_bias: bool = False):
         super().__init__()
         self.conv_in = nn.Conv2d(in_channels, hidden, 3, padding=1, bias=False)
+        # the border channel's weights, drawn as the rest of conv_in's (public code: one kernel)
+        self.edge_in = EdgeBias(hidden, std=0.05) if edge_bias else None
         self.norm_in = _ActNormNoLogdet(hidden)
         self.conv_mid = nn.Conv2d(hidden, hidden, 1, bias=False)
         self.norm_mid = _ActNormNoLogdet(hidden)
-        self.conv_out = ZeroConv2d(hidden, out_channels)
+        self.conv_out = ZeroConv2d(hidden, out_channels, edge_bias=edge_bias)
         for conv in (self.conv_in, self.conv_mid):
             nn.init.normal_(conv.weight, std=0.05)
         self.autocast_dtype: torch.dtype | None = None
@@ -51,6 +57,9 @@ class GlowCouplingNet(nn.Module):
             return self._layers(x)
 
     def _layers(self, x: Tensor) -> Tensor:
-        h = F.relu(self.norm_in(self.conv_in(x)))
+        h = self.conv_in(x)
+        if self.edge_in is not None:
+            h = h + self.edge_in(h)
+        h = F.relu(self.norm_in(h))
         h = F.relu(self.norm_mid(self.conv_mid(h)))
         return self.conv_out(h)

@@ -68,6 +68,7 @@ class TrainConfig:
     coupling_dtype: str = "float32"
     compile: bool = False
     compile_flow: bool = False
+    cuda_graphs: bool = False
     sync_free_skip: bool = False
 
     CHOICES = {"optimizer": ("adamax", "adam"), "device": ("auto", "cpu", "cuda"),

@@ -9,6 +9,7 @@ import torch
 from flowforge.training.config import RunConfig
 from flowforge.training.distributed import (DistInfo, distributed_step, init_from_env, initialize_sharded,
                                             rank_run_dir, sharded_input, wrap)
+from flowforge.training.speed import begin_training_step
 from flowforge.training.trainer import Trainer, _seeded
 
 
@@ -41,6 +42,7 @@ class DistributedTrainer(Trainer):
         for group in self.optimizer.param_groups:
             group["lr"] = self._lr(step)
         self.model.train()
+        begin_training_step(self.speed)
         x = sharded_input(self.model, images, gen, self.info)
         loss = distributed_step(self.ddp, self.optimizer, x, self.cfg.train.grad_clip)
         if loss is None:

@@ -12,6 +12,13 @@ stated below:
   coupling, split prior and the log-det sums) is one `torch.compile` graph, backward included
   (the model's `compile_flow()`; Glow-family models). Same mathematics; float rounding of fused
   kernels only.
+- `cuda_graphs`: the same whole-pass compilation in torch.compile's "reduce-overhead" mode,
+  which replays the pass (forward and backward) as CUDA graphs: one launch instead of hundreds
+  of kernel launches per step, for small batches where launching dominates. Needs a CUDA device
+  (refused elsewhere) and static shapes (the trainer's batches all have train.batch_size
+  examples); the trainer marks each step's start (`begin_training_step`), after which the
+  previous step's graph outputs may be overwritten. Dequantisation, the optimizer and the EMA
+  stay eager. Same mathematics as `compile_flow`.
 
 The data set already lives on the device for the whole run (trainer.py), and the 1x1
 convolutions cache their inverse in eval mode (bijections/permutations.py).
@@ -37,15 +44,16 @@ class SpeedOptions:
     coupling_dtype: str = "float32"
     compile: bool = False
     compile_flow: bool = False
+    cuda_graphs: bool = False
 
     @classmethod
     def from_train_config(cls, train) -> "SpeedOptions":
         return cls(channels_last=train.channels_last, coupling_dtype=train.coupling_dtype, compile=train.compile,
-                   compile_flow=train.compile_flow)
+                   compile_flow=train.compile_flow, cuda_graphs=train.cuda_graphs)
 
     def label(self) -> str:
         parts = [name for name, on in (("channels-last", self.channels_last), ("compile", self.compile),
-                                       ("compile-flow", self.compile_flow)) if on]
+                                       ("compile-flow", self.compile_flow), ("cuda-graphs", self.cuda_graphs)) if on]
         if self.coupling_dtype != "float32":
             parts.append(f"{self.coupling_dtype}-coupling")
         return "+".join(parts) or "baseline"
@@ -59,9 +67,12 @@ def cpu_has_native_bf16() -> bool:
     return any(probe() for probe in probes if probe is not None)
 
 
+def _device(model: nn.Module) -> torch.device:
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
+
+
 def _warn_if_emulated(model: nn.Module, options: SpeedOptions) -> None:
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    if options.coupling_dtype != "float32" and device.type == "cpu" and not cpu_has_native_bf16():
+    if options.coupling_dtype != "float32" and _device(model).type == "cpu" and not cpu_has_native_bf16():
         warnings.warn(f"coupling_dtype = {options.coupling_dtype!r} on a CPU without native 16-bit float arithmetic "
                       "(no AVX512-BF16 / AMX): its convolutions are emulated and much slower than float32; on this "
                       "CPU use float32 with channels_last and compile", RuntimeWarning, stacklevel=3)
@@ -87,9 +98,20 @@ def apply_speed_options(model: nn.Module, options: SpeedOptions) -> int:
         if options.compile:
             # same code and shapes in every step of a level: the compiled graph is shared
             net.compile(dynamic=False)
-    if options.compile_flow:
+    if options.compile_flow or options.cuda_graphs:
+        switch = "cuda_graphs" if options.cuda_graphs else "compile_flow"
         if not hasattr(model, "compile_flow"):
-            raise ConfigError(f"train.compile_flow: {type(model).__name__} has no compilable flow pass "
+            raise ConfigError(f"train.{switch}: {type(model).__name__} has no compilable flow pass "
                               "(Glow-family models only); use train.compile for the coupling networks")
-        model.compile_flow()
+        if options.cuda_graphs and _device(model).type != "cuda":
+            raise ConfigError(f"train.cuda_graphs needs a CUDA device; the model is on {_device(model)} "
+                              "(use train.compile_flow there: the same compilation without CUDA graphs)")
+        model.compile_flow(mode="reduce-overhead" if options.cuda_graphs else None)
     return len(nets)
+
+
+def begin_training_step(options: SpeedOptions) -> None:
+    """Call before each training step's forward pass: with `cuda_graphs`, tells torch's CUDA-graph
+    trees that a new step begins (the previous step's graph outputs are no longer read)."""
+    if options.cuda_graphs:
+        torch.compiler.cudagraph_mark_step_begin()

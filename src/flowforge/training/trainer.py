@@ -32,7 +32,7 @@ from flowforge.training.metrics import MetricsLog
 from flowforge.training.report import write_report
 from flowforge.training.data_sources import make_source
 from flowforge.training.runs import RunPaths, build_model, select_device
-from flowforge.training.speed import SpeedOptions, apply_speed_options
+from flowforge.training.speed import SpeedOptions, apply_speed_options, begin_training_step
 from flowforge.training.sync_free import MaskedUpdate
 
 VALIDATION_SEED = 1234
@@ -87,7 +87,8 @@ class Trainer:
         self.data_args = self.source.model_args()
         self.model = build_model(cfg, self.data_args).to(self.device)
         self.ema = EMA(self.model, cfg.train.ema_decay)
-        apply_speed_options(self.model, SpeedOptions.from_train_config(cfg.train))  # training copy only
+        self.speed = SpeedOptions.from_train_config(cfg.train)
+        apply_speed_options(self.model, self.speed)  # training copy only
         self.optimizer = _optimizer(cfg, self.model, self.device)
         self._masked = MaskedUpdate(self.model, self.optimizer, self.ema.shadow) if cfg.train.sync_free_skip else None
         self.state = TrainState(metric=self.source.metric)
@@ -223,6 +224,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = self._lr(step)
         self.model.train()
+        begin_training_step(self.speed)
         out = self.model.loss(batch, generator=gen)
         if self._masked is not None and self._masked.ready():
             return self._masked_step(step, out)
