@@ -42,6 +42,18 @@ def test_train_resume_eval_sample(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "test bits/dim" in out and "exact log-likelihood" in out
     assert "log-likelihood: exact log-likelihood" in report
+    # a partial look: its own file, said to be partial in the output and in the report (after the figure)
+    assert main(["eval", str(run), "--examples", "300", *QUIET]) == 0
+    part = json.loads((run / "eval-test-first300.json").read_text())
+    assert (part["examples"], part["split_examples"]) == (300, 10000) and math.isfinite(part["bpd"])
+    assert "over the first 300 of 10000 examples (not the run's figure)" in capsys.readouterr().out
+    assert json.loads((run / "eval-test.json").read_text()) == result
+    report = (run / "report.md").read_text()
+    whole, partial = report.index("## Evaluation on the test split"), report.index(
+        "## Evaluation on the first 300 of 10000 examples of the test split (partial: not the run's figure)")
+    assert whole < partial and f"{part['bpd']:.4f}" in report[partial:]
+    assert main(["eval", str(run), "--examples", "20000", *QUIET]) == 2
+    assert "--examples 20000: the test split has 10000 examples" in capsys.readouterr().err
 
 
 def _weights(run):

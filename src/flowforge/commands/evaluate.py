@@ -16,15 +16,15 @@ def run(args) -> int:
 
     if read_run_config(args.run_dir).model.name == "inn-classifier":  # accuracy, not a density
         return _eval_classifier(args)
-    if args.examples:
-        raise FlowforgeError("--examples applies to inn-classifier runs; a density is evaluated over the whole split")
     r = evaluate_run(args.run_dir, split=args.split, command=command_line(),
                      data_dir=args.data_dir, which=args.checkpoint, samples=args.samples, batch_size=args.batch_size,
                      device=args.device or "auto", progress=not args.no_progress,
-                     importance_samples=args.importance_samples, repeats=args.repeats)
+                     importance_samples=args.importance_samples, repeats=args.repeats, examples=args.examples)
     metric = r["metric"]
+    over = (f"the first {r['examples']} of {r['split_examples']} examples (not the run's figure)"
+            if args.examples else f"{r['examples']} examples")
     print(f"{args.split} {METRIC_NAMES[metric]}: {r[metric]:.4f} ± {r[metric + '_std_err']:.4f} over "
-          f"{r['examples']} examples (checkpoint {r['checkpoint']}, step {r['step']}); {LOG_PROB_KINDS[r['log_prob']]}")
+          f"{over} (checkpoint {r['checkpoint']}, step {r['step']}); {LOG_PROB_KINDS[r['log_prob']]}")
     if "elbo_gap" in r:  # importance-sampling estimate of a model trained by an ELBO
         spread = "n/a (one repeat)" if r["is_relative_std"] is None else f"{r['is_relative_std']:.3g}"
         print(f"importance sampling: K = {r['importance_samples']}, {r['repeats']} repeats; ELBO {r[metric + '_elbo']:.4f}, "
@@ -47,7 +47,7 @@ def _eval_classifier(args) -> int:
 
 
 def add_parser(sub, common) -> None:
-    p = sub.add_parser("eval", parents=[common], help="bits/dim of a trained run over a whole split")
+    p = sub.add_parser("eval", parents=[common], help="bits/dim of a trained run over a whole split (or its first N)")
     p.add_argument("run_dir")
     p.add_argument("--split", choices=["test", "valid", "train"], default="test")
     p.add_argument("--samples", type=int, help="dequantisation draws per example (default eval.samples)")
@@ -56,7 +56,8 @@ def add_parser(sub, common) -> None:
     p.add_argument("--importance-samples", type=int, help="lgf-* models: K of the IS estimate (default model.test_samples)")
     p.add_argument("--repeats", type=int, help="lgf-* models: independent IS evaluations (default model.test_repeats)")
     p.add_argument("--examples", type=int, default=0,
-                   help="inn-classifier runs: the first N test images (default all); density models use the whole split")
+                   help="score only the split's first N examples (default all); for a density this is a quick or "
+                        "partial look, written to eval-SPLIT-firstN.json, not the run's figure")
     p.add_argument("--svd-images", type=int, default=100,
                    help="inn-classifier runs: test images for the power-iteration singular values")
     p.set_defaults(func=run)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from flowforge.errors import DataError
 from flowforge.training.checkpoint import checkpoint_exists, load_checkpoint
 from flowforge.training.config import load_config
 from flowforge.training.data_sources import make_source
@@ -31,9 +32,11 @@ def train_or_resume(config: str | Path, overrides: list[str], run_dir: str | Pat
 def evaluate_run(run_dir: str | Path, split: str = "test", command: str = "", data_dir: str | None = None,
                  which: str = "best", samples: int | None = None, batch_size: int | None = None,
                  device: str | torch.device = "auto", progress: bool = False, importance_samples: int | None = None,
-                 repeats: int | None = None) -> dict:
+                 repeats: int | None = None, examples: int = 0) -> dict:
     """Score the run's `which` checkpoint (EMA weights) on a whole split; write RUN_DIR/eval-SPLIT.json
-    and the report; return the result (the metric, its standard error, examples, provenance)."""
+    and the report; return the result (the metric, its standard error, examples, provenance).
+    `examples` > 0 scores the split's first `examples` only, into RUN_DIR/eval-SPLIT-firstN.json,
+    which the report does not show as the run's figure (a quick or partial look, e.g. an IS estimate)."""
     device = select_device(device) if isinstance(device, str) else device
     cfg, model, state = load_trained(run_dir, which=which, device=device)
     if importance_samples or repeats:  # models trained by an ELBO (LGF): K and repeats of the IS estimate
@@ -43,14 +46,21 @@ def evaluate_run(run_dir: str | Path, split: str = "test", command: str = "", da
         model.test_repeats = repeats or model.test_repeats
     source = make_source(cfg, data_dir)
     samples = samples or cfg.eval.samples
-    result = source.evaluate(model, source.tensors(split), what=f"{Path(run_dir).name} {split} split", device=device,
+    data = source.tensors(split)
+    split_size = len(data[0])
+    if examples < 0 or examples > split_size:
+        raise DataError(f"--examples {examples}: the {split} split has {split_size} examples (0 = all of them)")
+    if examples:
+        data = tuple(t[:examples] for t in data)
+    what = f"{Path(run_dir).name} {split} split" + (f" (first {examples})" if examples else "")
+    result = source.evaluate(model, data, what=what, device=device,
                              batch_size=batch_size or cfg.eval.batch_size, samples=samples, progress=progress)
     last = load_checkpoint(RunPaths(Path(run_dir)).last)  # the whole run, not the selected step
     result.update(metric=source.metric, log_prob=model.log_prob_kind, split=split, samples=samples, checkpoint=state["checkpoint"],
                   step=state["step"], steps=last["step"], train_seconds=last["elapsed_seconds"],
                   best_valid=last["best_valid"], parameters=sum(p.numel() for p in model.parameters()),
-                  command=command)
-    RunPaths(Path(run_dir)).eval_result(split).write_text(json.dumps(result, indent=2))
+                  split_examples=split_size, command=command)
+    RunPaths(Path(run_dir)).eval_result(split, examples).write_text(json.dumps(result, indent=2))
     write_report(run_dir)
     return result
 

@@ -14,6 +14,11 @@ def _fmt(value, digits: int = 4) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def _is_partial(result: dict) -> bool:
+    """An evaluation of part of a split (`flowforge eval --examples N`)."""
+    return result["examples"] < result.get("split_examples", result["examples"])
+
+
 def write_report(run_dir: str | Path) -> Path:
     """Write RUN_DIR/report.md from config.toml, the checkpoints, metrics.csv and eval-*.json."""
     root = Path(run_dir)
@@ -35,11 +40,13 @@ def write_report(run_dir: str | Path) -> Path:
             f"{state['best_step']} (EMA weights; this checkpoint is the one evaluated)",
             "",
         ]
-    for result in sorted(root.glob("eval-*.json")):
-        r = json.loads(result.read_text())
+    results = [json.loads(path.read_text()) for path in sorted(root.glob("eval-*.json"))]
+    for r in sorted(results, key=_is_partial):  # whole splits (the run's figures) first
         metric = r["metric"]
+        where = (f"the first {r['examples']} of {r['split_examples']} examples of the {r['split']} split "
+                 "(partial: not the run's figure)" if _is_partial(r) else f"the {r['split']} split")
         lines += [
-            f"## Evaluation on the {r['split']} split",
+            f"## Evaluation on {where}",
             "",
             f"- {METRIC_NAMES[metric]}: **{_fmt(r[metric])}** ± {_fmt(r[metric + '_std_err'])} (std. error) over "
             f"{r['examples']} examples, {r['samples']} sample(s) per example, checkpoint `{r['checkpoint']}`",

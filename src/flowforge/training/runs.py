@@ -50,8 +50,9 @@ class RunPaths:
     def report(self) -> Path:
         return self.root / "report.md"
 
-    def eval_result(self, split: str) -> Path:
-        return self.root / f"eval-{split}.json"
+    def eval_result(self, split: str, examples: int = 0) -> Path:
+        """The whole split's evaluation (the run's figure), or that of its first `examples` only."""
+        return self.root / (f"eval-{split}-first{examples}.json" if examples else f"eval-{split}.json")
 
 
 def select_device(name: str) -> torch.device:
