@@ -82,5 +82,6 @@ def test_reproduce_vae_flow_at_toy_scale(tmp_path, capsys, monkeypatch):
     assert main(["reproduce", "vae-flow", "--out-dir", str(tmp_path), "--steps", "2", "--fid-samples", "100",
                  "--no-progress"]) == 0
     text = (tmp_path / "results.md").read_text()
+    assert f"table written to {tmp_path / 'results.md'}" in capsys.readouterr().out
     assert "two-stage VAE" in text and "standalone Glow" in text and "Table 4 analog" in text
     assert (tmp_path / "glow-vs-vae.png").stat().st_size > 500

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from flowforge.experiments.registry import EXPERIMENTS
 
 
@@ -17,7 +19,8 @@ def run(args) -> int:
     if args.fid_samples:
         kwargs["fid_samples"] = args.fid_samples
     print(reproduce_function(args.name)(out, data_dir=args.data_dir, progress=not args.no_progress, **kwargs))
-    print(f"table written to {out}/results.md")
+    tables = sorted(Path(out).glob("results*.md"), key=lambda f: f.stat().st_mtime)
+    print(f"table written to {tables[-1] if tables else Path(out) / 'results.md'}")
     return 0
 
 

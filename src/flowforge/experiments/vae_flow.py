@@ -79,7 +79,8 @@ def _train(config: str, overrides: list[str], run_dir: Path, data_dir, progress:
 def reproduce(out_dir: str | Path, steps: int | None = None, minutes: float | None = None, data_dir: str | None = None,
               progress: bool = True, profile: str = "cpu-small", fid_samples: int | None = None, **_) -> str:
     """Train every run under `out_dir` (steps or minutes per phase: `steps`, else `minutes`, else the
-    profile's), measure FIDs, bits/dim and timings, write results.md / results.json and the figures."""
+    profile's), measure FIDs, bits/dim and timings, write results.md / results.json and the figures
+    (results-inception.md / .json when the FIDs are Inception FIDs, so that neither replaces the other)."""
     p = PROFILES[profile]
     out = Path(out_dir)
     n_fid = fid_samples or p["fid_samples"]
@@ -135,10 +136,11 @@ def reproduce(out_dir: str | Path, steps: int | None = None, minutes: float | No
                                             batch_size=64, steps=p["timing_steps"], rounds=4)
     figures = [str(glow_vs_vae_figure(models["flow-vae+glow"], out / "glow-vs-vae.png", temperature=0.5)),
                str(latent_interpolation_figure(models["flow-vae+glow"], out / "latent-interpolation.png"))]
-    (out / "results.json").write_text(json.dumps({"profile": profile, "runs": runs, "fid": fids,
+    stem = "results-inception" if weights else "results"
+    (out / f"{stem}.json").write_text(json.dumps({"profile": profile, "runs": runs, "fid": fids,
                                                   "interleaved_seconds_per_step": per_step, "figures": figures}, indent=2))
     text = _tables(profile, runs, fids, extractor.description, n_fid, per_step)
-    (out / "results.md").write_text(text + "\n")
+    (out / f"{stem}.md").write_text(text + "\n")
     return text
 
 
