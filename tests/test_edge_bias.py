@@ -73,4 +73,18 @@ def test_glow_with_edge_bias_is_the_same_flow_contract():
     with torch.no_grad():
         assert float((model.decode(model.encode(x)) - x).abs().max()) < 1e-10
     assert torch.isfinite(model.log_prob(x)).all()
-    assert sum(isinstance(m, EdgeBias) for m in model.modules()) == 2 * 2 * 2  # two per coupling net
+    # two per coupling net, one in the split prior, one in the learned top prior
+    assert sum(isinstance(m, EdgeBias) for m in model.modules()) == 2 * 2 * 2 + 1 + 1
+
+
+def test_learned_top_prior_with_edge_bias_varies_near_the_border_only():
+    from flowforge.distributions.glow_priors import TopPrior
+
+    prior = TopPrior((4, 6, 6), edge_bias=True)
+    assert TopPrior((4, 6, 6), learn=False, edge_bias=True).edge is None  # a fixed N(0, I) stays fixed
+    mean, logs = prior.params(2, None)
+    assert torch.equal(mean, torch.zeros(2, 4, 6, 6)) and torch.equal(logs, torch.zeros(2, 4, 6, 6))
+    with torch.no_grad():
+        prior.edge.weight.normal_()
+    mean, _ = prior.params(2, None)
+    assert mean[..., 1:-1, 1:-1].abs().sum() == 0 and mean[..., 0, :].abs().sum() > 0

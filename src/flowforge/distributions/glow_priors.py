@@ -9,16 +9,18 @@ from torch import Tensor, nn
 
 from flowforge.distributions.gaussian import diag_gaussian_log_prob, diag_gaussian_sample
 from flowforge.errors import ShapeError
+from flowforge.nets.edge_bias import EdgeBias
 from flowforge.nets.zero_init import LinearZeros, ZeroConv2d
 
 
 class SplitPrior(nn.Module):
     """p(z_out | z_kept) = N(mean, exp(logs)^2) with (mean, logs) = interleaved channels of a
-    zero-initialised 3x3 convolution of the kept half (starts as N(0, I))."""
+    zero-initialised 3x3 convolution of the kept half (starts as N(0, I)); `edge_bias`: with the
+    public code's border channel (nets/edge_bias.py)."""
 
-    def __init__(self, kept_channels: int, out_channels: int):
+    def __init__(self, kept_channels: int, out_channels: int, edge_bias: bool = False):
         super().__init__()
-        self.conv = ZeroConv2d(kept_channels, 2 * out_channels)
+        self.conv = ZeroConv2d(kept_channels, 2 * out_channels, edge_bias=edge_bias)
 
     def params(self, z_kept: Tensor) -> tuple[Tensor, Tensor]:
         h = self.conv(z_kept)
@@ -37,19 +39,26 @@ class TopPrior(nn.Module):
     """N(mean, exp(logs)^2) over the top latent of shape (C, H, W).
 
     With `learn=True` mean and logs are learned per channel (zero init); with `num_classes > 0`
-    a zero-initialised linear map of the one-hot label is added (Glow's `ycond`).
+    a zero-initialised linear map of the one-hot label is added (Glow's `ycond`). With `edge_bias`
+    and `learn`, a learned zero-initialised map near the border is added too: the public code's
+    learned top prior is a zero-padded 3x3 convolution of zeros with the border channel
+    (nets/edge_bias.py), i.e. a constant per channel plus that map.
     """
 
-    def __init__(self, shape: tuple[int, int, int], learn: bool = True, num_classes: int = 0):
+    def __init__(self, shape: tuple[int, int, int], learn: bool = True, num_classes: int = 0,
+                 edge_bias: bool = False):
         super().__init__()
         self.shape = tuple(shape)
         self.num_classes = num_classes
         c = shape[0]
         self.base = nn.Parameter(torch.zeros(2 * c, 1, 1), requires_grad=learn)
+        self.edge = EdgeBias(2 * c, std=0.0) if edge_bias and learn else None
         self.label_map = LinearZeros(num_classes, 2 * c) if num_classes > 0 else None
 
     def params(self, batch: int, context: Tensor | None) -> tuple[Tensor, Tensor]:
         h = self.base.unsqueeze(0).expand(batch, -1, *self.shape[1:])
+        if self.edge is not None:
+            h = h + self.edge(h)
         if self.label_map is not None:
             if context is None:
                 raise ValueError("this model has a class-conditional prior: pass labels as `context`")

@@ -107,7 +107,8 @@ class Glow(ImageFlowModel):
         """`memory_saving`: reversible backprop through each level's steps (activations rebuilt
         from outputs, memory independent of depth; exact only as far as the inverse is);
         `checkpoint_steps`: torch.utils.checkpoint per step instead (exact, memory O(depth));
-        `edge_bias`: the public code's border channel in the coupling networks' 3x3 convolutions."""
+        `edge_bias`: the public code's border channel in every zero-padded 3x3 convolution (coupling
+        networks, split priors) and in the learned top prior."""
         super().__init__()
         self.memory_saving, self.checkpoint_steps = memory_saving, checkpoint_steps
         self._set_image_shape(image_shape, n_bits)
@@ -127,9 +128,9 @@ class Glow(ImageFlowModel):
                       for k in range(depth))
             )
             if level < levels - 1:
-                self.split_priors.append(SplitPrior(c // 2, c // 2))
+                self.split_priors.append(SplitPrior(c // 2, c // 2, edge_bias=edge_bias))
         self.top_shape = self.level_shapes[-1]
-        self.top_prior = TopPrior(self.top_shape, learn=learn_top, num_classes=num_classes)
+        self.top_prior = TopPrior(self.top_shape, learn=learn_top, num_classes=num_classes, edge_bias=edge_bias)
         self.classifier = LinearZeros(self.top_shape[0], num_classes) if num_classes > 0 else None
 
     # data -> latent ---------------------------------------------------------------------------
