@@ -9,6 +9,9 @@ padding (`add_edge_padding`): an extra input channel that is 1 on the zero-padde
 network can tell padding from data near the image edge (`nets/edge_bias.py`). Off, it is plain
 zero padding.
 
+The forward pass folds each actnorm into the convolution before it (`_conv_then_actnorm`), except
+while the actnorms are being initialised from data.
+
 Two speed switches (set by `flowforge.training.speed.apply_speed_options`, both off by default)
 act inside the network only, so log-dets, actnorm, 1x1 convolutions and priors stay float32:
 `autocast_dtype` runs the convolutions under autocast (e.g. bfloat16; the coupling casts the
@@ -57,9 +60,28 @@ class GlowCouplingNet(nn.Module):
             return self._layers(x)
 
     def _layers(self, x: Tensor) -> Tensor:
+        if self.norm_in._init_requested or self.norm_mid._init_requested:
+            return self._layers_unfolded(x)  # the actnorms see their input (data-dependent init)
+        h = F.relu(_conv_then_actnorm(x, self.conv_in, self.norm_in, self.edge_in))
+        h = F.relu(_conv_then_actnorm(h, self.conv_mid, self.norm_mid))
+        return self.conv_out(h)
+
+    def _layers_unfolded(self, x: Tensor) -> Tensor:
         h = self.conv_in(x)
         if self.edge_in is not None:
             h = h + self.edge_in(h)
         h = F.relu(self.norm_in(h))
         h = F.relu(self.norm_mid(self.conv_mid(h)))
         return self.conv_out(h)
+
+
+def _conv_then_actnorm(x: Tensor, conv: nn.Conv2d, norm: ActNorm, edge: EdgeBias | None = None) -> Tensor:
+    """norm(conv(x) [+ edge map]) as one convolution: actnorm's (y + b) * exp(logs) after a
+    bias-free convolution W is the convolution W * exp(logs) with bias b * exp(logs). The same
+    function (float rounding aside) without a pass over the hidden activations; on a 2-core
+    CPU about 8 % of a Glow training step."""
+    scale = norm.log_scale.exp()
+    h = F.conv2d(x, conv.weight * scale.view(-1, 1, 1, 1), norm.bias * scale, padding=conv.padding)
+    if edge is not None:
+        h = h + edge(h) * scale.view(1, -1, 1, 1)
+    return h
