@@ -83,5 +83,5 @@ def _conv_then_actnorm(x: Tensor, conv: nn.Conv2d, norm: ActNorm, edge: EdgeBias
     scale = norm.log_scale.exp()
     h = F.conv2d(x, conv.weight * scale.view(-1, 1, 1, 1), norm.bias * scale, padding=conv.padding)
     if edge is not None:
-        h = h + edge(h) * scale.view(1, -1, 1, 1)
+        h = h + (edge(h) * scale.view(1, -1, 1, 1)).to(h.dtype)  # a bf16 h (autocast) stays bf16
     return h
