@@ -11,9 +11,10 @@
 #                                     (configs/glow-fashion-mnist-fast.toml; issue 3's target: test
 #                                     bpd <= 3.00), its test bpd; training throughput vs normflows at
 #                                     batch 128 (float32 and bf16 + channels-last)
-#    bash benchmarks/gpu_quick.sh B   ~6 min: throughput at batch 512 and 2048 (+ compile-flow),
+#    bash benchmarks/gpu_quick.sh B   ~7 min: throughput at batch 512 and 2048 (+ compile-flow),
 #                                     sampling throughput, peak memory for K = 8 ... 64 (reversible),
-#                                     CUDA graphs (cuda-graphs) vs eager at batch 128
+#                                     CUDA graphs (cuda-graphs) vs eager at batch 128, training and
+#                                     sampling
 # Results: $OUT/gpu-quick-PART.tgz (one log per step, the bench tables as md + json, the run's eval
 # json, report.md and metrics.csv; the device tool returns at most 8 files, hence one archive) and
 # $OUT/summary-PART.txt (the last lines of each log; also printed at the end, so the tool's output
@@ -91,10 +92,11 @@ case "$PART" in
     bench sample 40 sample-throughput --batch-sizes "$B128,$B512" --variants baseline,bf16+channels-last
     step memory-vs-depth 40 python3 benchmarks/memory_vs_depth.py --device "$DEVICE" "${MEM[@]}"
     # last: compiling the whole flow pass may take long; its limit keeps the part under 10 minutes
-    bench train-compile-flow-$B512 150 train-throughput --batch-sizes "$B512" \
+    bench train-compile-flow-$B512 120 train-throughput --batch-sizes "$B512" \
       --variants bf16+channels-last,bf16+channels-last+compile-flow
     bench train-$GRAPHS-$B128 150 train-throughput --batch-sizes "$B128" \
       --variants bf16+channels-last,bf16+channels-last+$GRAPHS
+    bench sample-$GRAPHS 90 sample-throughput --batch-sizes "$B128" --variants bf16+channels-last,bf16+channels-last+$GRAPHS
     ;;
   *) echo "unknown part $PART; see the header of $0" >&2; exit 2 ;;
 esac

@@ -82,6 +82,10 @@ class _CachedInverse(Bijection):
     def inverse_weight(self) -> Tensor:
         if self.training or torch.is_grad_enabled():
             return self._inverse64()
+        if torch.compiler.is_compiling() and getattr(self, "_cache", None) is not None:
+            # a compiled pass reads the cache as a tensor: its caller refreshes it first
+            # (refresh_inverse_caches), as the version check below cannot be traced
+            return self._cache
         key = self._param_versions()
         if getattr(self, "_cache_key", None) != key:
             self._cache = self._inverse64()
@@ -91,6 +95,14 @@ class _CachedInverse(Bijection):
     def train(self, mode: bool = True):
         self._cache_key = None
         return super().train(mode)
+
+
+def refresh_inverse_caches(model: nn.Module) -> None:
+    """Bring every cached inverse weight in `model` up to date (eval mode, no gradients)."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, _CachedInverse) and not m.training:
+                m.inverse_weight()
 
 
 class InvertibleConv1x1(_CachedInverse):

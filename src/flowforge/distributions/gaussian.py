@@ -21,4 +21,9 @@ def diag_gaussian_sample(mean: Tensor, log_std: Tensor, temperature: float = 1.0
                          generator: torch.Generator | None = None) -> Tensor:
     """mean + exp(log_std) * temperature * eps (Glow's temperature: the std is scaled by T)."""
     eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-    return mean + log_std.exp() * (temperature * eps)
+    return diag_gaussian_from_noise(mean, log_std, temperature * eps)
+
+
+def diag_gaussian_from_noise(mean: Tensor, log_std: Tensor, scaled_eps: Tensor) -> Tensor:
+    """The sample of `diag_gaussian_sample` for given noise `scaled_eps` = temperature * eps."""
+    return mean + log_std.exp() * scaled_eps

@@ -29,7 +29,9 @@ from flowforge.bijections import (
     Squeeze,
 )
 from flowforge.bijections.actnorm import data_dependent_init
+from flowforge.bijections.permutations import refresh_inverse_caches
 from flowforge.bijections.scale_functions import SCALE_FUNCTIONS
+from flowforge.distributions.gaussian import diag_gaussian_from_noise
 from flowforge.distributions.glow_priors import SplitPrior, TopPrior
 from flowforge.models.base import ImageFlowModel
 from flowforge.models.registry import register
@@ -85,6 +87,8 @@ class Glow(ImageFlowModel):
     """Multi-scale Glow over images of shape `image_shape` = (C, H, W)."""
 
     CHOICES = {"coupling": COUPLINGS, "permutation": PERMUTATIONS, "scale": tuple(SCALE_FUNCTIONS)}
+    _compiled_sampling = None  # set by compile_sampling
+    _sampling_mode: str | None = None
 
     def __init__(
         self,
@@ -194,14 +198,43 @@ class Glow(ImageFlowModel):
 
     def sample(self, n: int, temperature=1.0, context: Tensor | None = None, generator=None) -> Tensor:
         """Samples in model space; `temperature` is one value or one per level (index 0 = first
-        split, last = top prior); T = 0 gives the prior means all the way down."""
-        temps = self._temperatures(temperature)
-        top = self.top_prior.sample(n, temps[-1], context, generator)
+        split, last = top prior); T = 0 gives the prior means all the way down. After
+        `compile_sampling`, the pass after the noise draws runs compiled in eval mode without
+        gradients (the same samples, float rounding aside)."""
+        noise = self.prior_noise(n, self._temperatures(temperature), generator)
+        if self._compiled_sampling is None or self.training or torch.is_grad_enabled():
+            return self.sample_from_noise(noise, context)
+        refresh_inverse_caches(self)  # read as they are by the compiled pass (bijections/permutations.py)
+        if self._sampling_mode == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()
+        return self._compiled_sampling(noise, context).clone()  # a CUDA-graph output is overwritten next call
+
+    def prior_noise(self, n: int, temps: list[float], generator=None) -> list[Tensor]:
+        """Temperature-scaled standard normal noise for the top prior, then for each split prior from
+        the top level down: the order in which `sample` has always drawn it."""
+        ref = self.top_prior.base
+        shapes = [self.top_shape] + [(c // 2, h, w) for c, h, w in reversed(self.level_shapes[:-1])]
+        temps_top_down = [temps[-1], *reversed(temps[:-1])]
+        return [t * torch.randn((n, *shape), generator=generator, device=ref.device, dtype=ref.dtype)
+                for t, shape in zip(temps_top_down, shapes)]
+
+    def sample_from_noise(self, noise: list[Tensor], context: Tensor | None = None) -> Tensor:
+        """Samples for given `prior_noise`: deterministic, so it compiles (`compile_sampling`)."""
+        mean, logs = self.top_prior.params(noise[0].shape[0], context)
+        top = diag_gaussian_from_noise(mean, logs, noise[0])
 
         def draw(level: int, kept: Tensor) -> Tensor:
-            return self.split_priors[level].sample(kept, temps[level], generator)
+            mean, logs = self.split_priors[level].params(kept)
+            return diag_gaussian_from_noise(mean, logs, noise[self.levels - 1 - level])
 
         return self._decode(top, draw, context)
+
+    def compile_sampling(self, mode: str | None = None) -> None:
+        """Compile the sampling pass after the noise draws (`sample_from_noise`: priors, inverse
+        steps, unsqueezes) with torch.compile, one graph per batch size; `mode="reduce-overhead"`
+        replays it as CUDA graphs. Used by `sample` in eval mode without gradients."""
+        self._compiled_sampling = torch.compile(self.sample_from_noise, dynamic=False, mode=mode)
+        self._sampling_mode = mode
 
     # training ---------------------------------------------------------------------------------
     def _split_batch(self, batch) -> tuple[Tensor, Tensor | None]:
