@@ -49,10 +49,11 @@ train_chunk() {  # train_chunk RUN_DIR CONFIG [--set ...]: one resumable job, th
 }
 
 case "$STAGE" in
-  bench-train-128)  bench train-throughput train-128 --batch-sizes 128 --variants "$VARIANTS" ;;
+  bench-train-128)  bench train-throughput train-128 --batch-sizes 128 --variants "$VARIANTS,bf16+channels-last+cuda-graphs" ;;
   bench-train-512)  bench train-throughput train-512 --batch-sizes 512 --variants "$VARIANTS" ;;
   bench-train-2048) bench train-throughput train-2048 --batch-sizes 2048 --variants baseline,bf16+channels-last,all,all+sync-free ;;
-  bench-sample)     bench sample-throughput sample --batch-sizes 128,1024 --variants baseline,bf16+channels-last ;;
+  bench-sample)     bench sample-throughput sample --batch-sizes 128,1024 \
+                      --variants baseline,bf16+channels-last,bf16+channels-last+compile-flow,bf16+channels-last+cuda-graphs ;;
   bench-memory)     bench memory memory --batch-sizes 128,512 --variants "$VARIANTS" ;;
   bench-flops)      bench flops flops --batch-sizes 512,2048 --variants baseline,all+sync-free ;;
   memory-depth)
