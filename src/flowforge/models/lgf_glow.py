@@ -108,6 +108,6 @@ class LGFGlow(ImageLocalisedFlow, Glow):
         self._set_sample_counts(train_samples, valid_samples, test_samples, test_repeats)
 
     def compile_flow(self, mode: str | None = None) -> None:
-        raise ConfigError("lgf-glow: train.compile_flow (and train.cuda_graphs) is not supported: every training step draws u from a new "
-                          "per-step generator, which torch.compile would guard on and recompile for; use "
-                          "train.compile (the coupling networks) instead")
+        raise ConfigError("lgf-glow: train.compile_flow (and train.cuda_graphs) is not supported: every training "
+                          "step draws u from a new per-step generator, which torch.compile would guard on and "
+                          "recompile for; use train.compile (the coupling networks) instead")

@@ -78,8 +78,8 @@ class GlowCouplingNet(nn.Module):
 def _conv_then_actnorm(x: Tensor, conv: nn.Conv2d, norm: ActNorm, edge: EdgeBias | None = None) -> Tensor:
     """norm(conv(x) [+ edge map]) as one convolution: actnorm's (y + b) * exp(logs) after a
     bias-free convolution W is the convolution W * exp(logs) with bias b * exp(logs). The same
-    function (float rounding aside) without a pass over the hidden activations; on a 2-core
-    CPU about 8 % of a Glow training step."""
+    function (float rounding aside) without a pass over the hidden activations: a Glow training
+    step 1.14x faster on a 2-core CPU (benchmarks/actnorm_folding.py)."""
     scale = norm.log_scale.exp()
     h = F.conv2d(x, conv.weight * scale.view(-1, 1, 1, 1), norm.bias * scale, padding=conv.padding)
     if edge is not None:
