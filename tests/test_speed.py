@@ -114,26 +114,29 @@ def test_compiled_flow_pass_gives_the_same_loss_and_gradients():
 
 
 def test_compile_flow_compiles_the_flow_pass_in_the_asked_mode_and_keeps_the_initialisation_eager(monkeypatch):
-    compiled = []
+    real_compile, modes, traced = torch.compile, [], []
 
-    def fake_compile(fn, dynamic, mode):
-        compiled.append(mode)
+    def counting_compile(fn, dynamic, mode):  # torch.compile with a backend that counts traced graphs
+        modes.append(mode)
 
-        def calls_the_compiled_pass(*args):
-            raise RuntimeError("compiled pass called")
-        return calls_the_compiled_pass
+        def backend(graph, example_inputs):
+            traced.append(graph)
+            return graph.forward
+        return real_compile(fn, dynamic=dynamic, backend=backend)
 
-    monkeypatch.setattr(torch, "compile", fake_compile)
+    monkeypatch.setattr(torch, "compile", counting_compile)
     for options, mode in ((SpeedOptions(compile_flow=True), None), (SpeedOptions(cuda_graphs=True), "reduce-overhead")):
         model = Glow((1, 8, 8), levels=2, depth=2, hidden=8)
         if mode is not None:  # a CUDA model, as far as the device check can see
             monkeypatch.setattr(speed, "_device", lambda m: torch.device("cuda"))
         apply_speed_options(model, options)
-        assert compiled[-1] == mode
+        assert modes[-2:] == [mode, mode]  # the flow pass and the sampling pass
+        traced.clear()
         images = torch.randint(0, 256, (4, 1, 8, 8), dtype=torch.uint8)
-        model.initialize(images)  # the eager pass: a different batch size, run once
-        with pytest.raises(RuntimeError, match="compiled pass called"):
-            model.log_prob(model.prepare(images))
+        model.initialize(images)  # eager: once, on its own batch size, with a data-dependent branch
+        assert traced == []
+        model.log_prob(model.prepare(images))
+        assert len(traced) == 1  # the whole flow pass, one graph
 
 
 def test_cuda_graphs_are_refused_off_cuda_and_mark_each_step_on_it(monkeypatch):

@@ -12,7 +12,7 @@ Under torch.distributed the statistics are all-reduced, so every rank starts ide
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 import torch.distributed as dist
@@ -101,9 +101,17 @@ def data_dependent_init(model: nn.Module, run_forward, batch) -> int:
     `run_forward(batch)` must push the batch through the model in the data -> latent direction;
     layers are initialised in the order data reaches them, so each sees already-normalised input.
     Returns how many layers were initialised (0 when all already were, e.g. after loading).
+    The pass runs eagerly even where parts of the model are compiled (the speed switches): it
+    runs once, on another batch size, and its data-dependent branch would break a graph.
     """
-    with _init_requested(model) as layers:
+    with _init_requested(model) as layers, _eager():
         todo = sum(not bool(m.initialized) for m in layers)
         if todo:
             run_forward(batch)
     return todo
+
+
+def _eager():
+    """Every torch.compile'd function runs eagerly inside (torch >= 2.6; a no-op before)."""
+    set_stance = getattr(torch.compiler, "set_stance", None)
+    return set_stance("force_eager") if set_stance is not None else nullcontext()

@@ -160,7 +160,7 @@ class Glow(ImageFlowModel):
         """Compile the whole data -> latent pass (all levels, priors and log-dets) with
         torch.compile, one graph per input shape (`train.compile_flow`; `mode="reduce-overhead"`
         replays it as CUDA graphs, `train.cuda_graphs`); the mathematics is unchanged. The
-        data-dependent initialisation keeps the eager pass (one pass, another batch size)."""
+        data-dependent initialisation runs eagerly (bijections/actnorm.py)."""
         self._eager_forward = getattr(self, "_eager_forward", self._forward)
         self._forward = torch.compile(self._eager_forward, dynamic=False, mode=mode)
 
@@ -263,5 +263,4 @@ class Glow(ImageFlowModel):
     def initialize(self, images: Tensor, labels: Tensor | None = None, generator=None) -> int:
         """Data-dependent actnorm initialisation on one batch (Glow uses 256 images)."""
         ctx = labels if self.num_classes > 0 else None
-        flow = getattr(self, "_eager_forward", self._forward)
-        return data_dependent_init(self, lambda b: flow(self.prepare(b, generator), ctx), images)
+        return data_dependent_init(self, lambda b: self._forward(self.prepare(b, generator), ctx), images)
