@@ -11,7 +11,7 @@ stated below:
 - `compile_flow`: the model's whole data -> latent pass (every actnorm, 1x1 convolution,
   coupling, split prior and the log-det sums) is one `torch.compile` graph, backward included
   (the model's `compile_flow()`; Glow-family models), and so is the sampling pass after the noise
-  draws (`compile_sampling()`, used in eval mode without gradients; on the CPU 1.6x faster
+  draws (`compile_sampling()`, used in eval mode without gradients; on the CPU 1.4–1.6x faster
   sampling). Same mathematics; float rounding of fused kernels only.
 - `cuda_graphs`: the same whole-pass compilation in torch.compile's "reduce-overhead" mode,
   which replays the pass (forward and backward) as CUDA graphs: one launch instead of hundreds
