@@ -105,11 +105,9 @@ def test_log_prob_is_change_of_variables_float64():
         assert jac.shape == (64, 64)
         _, logabsdet = torch.linalg.slogdet(jac)
         with torch.no_grad():
+            # the split latent is eps, standardised by its split prior (inside the Jacobian)
             split, top = model.encode(xi)
-            # the half kept at the split, rebuilt from the top latent along the inverse path
-            kept = model.squeeze.inverse(model.steps[1].inverse(top)[0])[0]
-            mean, logs = model.split_priors[0].params(kept)
-            log_split = Normal(mean, logs.exp()).log_prob(split).sum()
+            log_split = Normal(0.0, 1.0).log_prob(split).sum()
             top_mean, top_logs = model.top_prior.params(1, None)
             log_top = Normal(top_mean, top_logs.exp()).log_prob(top).sum()
         expected = logabsdet + log_split + log_top
@@ -189,9 +187,10 @@ def test_zero_temperature_samples_are_the_prior_means():
         torch.testing.assert_close(a, c, rtol=0, atol=0)
 
         top_mean, _ = model.top_prior.params(n, None)
-        kept = model.squeeze.inverse(model.steps[1].inverse(top_mean)[0])[0]
-        split_mean, _ = model.split_priors[0].params(kept)
-        expected = model.decode([split_mean, top_mean])
+        # eps = 0 at the split is the split prior's mean given the kept half
+        expected = model.decode([torch.zeros(n, 2, 4, 4), top_mean])
+        kept = model.transform.levels[1].inverse(top_mean)[0]
+        split_mean, _ = model.transform.splits[0].prior.params(kept)
     torch.testing.assert_close(a, expected, rtol=0, atol=1e-6)
     assert not torch.allclose(split_mean, torch.zeros_like(split_mean))  # the prior is not trivial
 

@@ -24,8 +24,11 @@ def test_sample_draws_the_prior_noise_in_the_order_it_always_did():
     temps = [0.6, 0.9]  # first split, top
     gen = torch.Generator().manual_seed(3)
     with torch.no_grad():  # the sampling of earlier versions: each prior draws its noise when reached
-        expected = model._decode(model.top_prior.sample(5, temps[-1], None, gen),
-                                 lambda level, kept: model.split_priors[level].sample(kept, temps[level], gen), None)
+        top = model.top_prior.sample(5, temps[-1], None, gen)
+        kept = model.transform.levels[1].inverse(top)[0]
+        mean, logs = model.transform.splits[0].prior.params(kept)
+        split = mean + logs.exp() * (temps[0] * torch.randn(mean.shape, generator=gen))
+        expected = model.transform.levels[0].inverse(torch.cat([kept, split], dim=1))[0]
         got = model.sample(5, temps, generator=torch.Generator().manual_seed(3))
     assert torch.equal(got, expected)
 
@@ -58,7 +61,7 @@ def test_compiled_sampling_gives_the_eager_samples_and_follows_weight_updates(pe
 def test_compiled_sampling_is_used_only_in_eval_mode_without_gradients(monkeypatch):
     model = _glow()
     calls = []
-    model._compiled_sampling = lambda noise, context: calls.append(1) or model.sample_from_noise(noise, context)
+    model._compiled_sampling = lambda z: calls.append(1) or model.transform.inverse(z)[0]
     model.train()
     with torch.no_grad():
         model.sample(2)

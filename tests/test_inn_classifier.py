@@ -25,7 +25,7 @@ def _model(**kw):
     model.initialize(images)
     with torch.no_grad():  # make the zero-initialised couplings non-trivial
         gen = torch.Generator().manual_seed(1)
-        for p in model.flow.parameters():
+        for p in model.transform.parameters():
             p.add_(0.05 * torch.randn(p.shape, generator=gen))
     return model, images
 
@@ -69,8 +69,8 @@ def test_fd_regulariser_applies_every_kth_step_with_its_coefficient():
     assert "penalty" not in model.loss((images, labels), step=1)
     out = model.loss((images, labels), generator=torch.Generator().manual_seed(5), step=3)
     x = model.prepare(images)
-    expected = 1e-2 * finite_difference_penalty(lambda u: model.flow(u)[0].flatten(1),
-                                                lambda v: model.flow.inverse(v.reshape(-1, 16, 2, 2))[0], x,
+    expected = 1e-2 * finite_difference_penalty(lambda u: model.transform(u)[0].flatten(1),
+                                                lambda v: model.transform.inverse(v.reshape(-1, 16, 2, 2))[0], x,
                                                 eps=0.1, generator=torch.Generator().manual_seed(5))
     assert out["penalty"] > 0
     torch.testing.assert_close(out["penalty"], expected.detach())

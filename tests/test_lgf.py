@@ -55,7 +55,7 @@ def test_constant_index_and_equal_p_q_give_the_base_flows_exact_likelihood(name)
         _make_constant(step.prior.net, shared)
         _make_constant(step.posterior.net, shared)
     base = Chain([FixedIndex(layer.bijection, torch.zeros(2, dtype=torch.float64))
-                  if isinstance(layer, LocalisedStep) else layer for layer in model.flow.layers])
+                  if isinstance(layer, LocalisedStep) else layer for layer in model.transform.layers])
     x = torch.randn(64, 3, generator=_gen(3), dtype=torch.float64)
     with torch.no_grad():
         z, logdet = base(x)
@@ -154,7 +154,7 @@ def _one_dim_model(a: float, q_mean_slope: float, q_log_std: float) -> LGFMAF:
     """z ~ N(0, 1), u ~ p(u | z) = N(0, 1), x = G^{-1}(z; u) = z - a u (s = 0, t = a u), the MADE the
     identity: so x ~ N(0, 1 + a^2). q(u | x) = N(q_mean_slope * x, exp(q_log_std)^2)."""
     model = create("lgf-maf", dim=1, layers=1, hidden=[4]).double()
-    model.flow.layers[1] = LocalisedStep(
+    model.transform.layers[1] = LocalisedStep(
         IndexedAffine((1,), _linear(a, (0.0, 0.0))),
         prior=ConditionalDiagGaussian(_linear(0.0, (0.0, 0.0)), 1),
         posterior=ConditionalDiagGaussian(_linear(q_mean_slope, (0.0, q_log_std)), 1),

@@ -54,8 +54,8 @@ def _random_lgf_glow(seed: int = 0, scale: float = 0.3, base_scale: float = 0.1)
 def test_a_localised_step_follows_every_coupling_at_its_levels_shape():
     model = create("lgf-glow", **BASE, **SMALL_U)
     assert len(localised_steps(model)) == BASE["levels"] * BASE["depth"]
-    for level, steps in enumerate(model.steps):
-        for step in steps.layers:
+    for level in range(BASE["levels"]):
+        for step in model.level_steps(level):
             kinds = [type(layer).__name__ for layer in step.layers]
             assert kinds == ["ActNorm", "InvertibleConv1x1LU", "AffineCoupling", "LocalisedStep"]
             assert step.layers[3].bijection.x_shape == model.level_shapes[level]

@@ -136,7 +136,7 @@ def test_memory_saving_attribute_gives_exact_gradients_of_a_regularised_classifi
     torch.manual_seed(0)
     model = create("inn-classifier", image_shape=(1, 8, 8), levels=1, depth=2, hidden=8, coupling="affine",
                    regulariser=regulariser, fd_every=1, fd_coefficient=0.5, nf_coefficient=0.5).double()
-    _perturb(model.flow, seed=6)
+    _perturb(model.transform, seed=6)
     images = torch.randint(0, 256, (8, 1, 8, 8), generator=torch.Generator().manual_seed(7), dtype=torch.uint8)
     labels = torch.arange(8) % 10
     model.initialize(images)
@@ -148,10 +148,10 @@ def test_memory_saving_attribute_gives_exact_gradients_of_a_regularised_classifi
         return torch.autograd.grad(out["loss"], params, allow_unused=True)
 
     ref = grads()
-    with memory_saving_attribute(model, "flow"):
-        assert isinstance(model.flow, MemorySavingChain)
+    with memory_saving_attribute(model, "transform"):
+        assert isinstance(model.transform, MemorySavingChain)
         got = grads()
-    assert not isinstance(model.flow, MemorySavingChain)
+    assert not isinstance(model.transform, MemorySavingChain)
     for g, r in zip(got, ref):
         if r is not None:
             torch.testing.assert_close(g, r, rtol=0, atol=1e-10)

@@ -208,7 +208,7 @@ def test_flat_resflow_trains_and_eval_matches_estimator_mean():
         model.eval()
         exact = model.log_prob(x[:8])
         model.train()
-        for block in model.flow.layers:
+        for block in model.transform.layers:
             if isinstance(block, ResidualBlock):
                 block.eval_logdet_mode = "estimator"
         model.eval()
@@ -255,15 +255,15 @@ def test_logdet_skipped_gives_the_same_map_and_nan_logdet():
     model.eval()
     x = model.prepare(images)
     with torch.no_grad():
-        z, ld = model.flow(x)
+        z, ld = model.transform(x)
         with logdet_skipped(model):
-            z2, ld2 = model.flow(x)
-            x2, ld_inv = model.flow.inverse(z2)
+            z2, ld2 = model.transform(x)
+            x2, ld_inv = model.transform.inverse(z2)
     torch.testing.assert_close(z2, z, rtol=0, atol=0)
     assert torch.isfinite(ld).all() and torch.isnan(ld2).all() and torch.isnan(ld_inv).all()
     assert (x2 - x).abs().max() < 1e-3
     with torch.no_grad():
-        assert torch.isfinite(model.flow(x)[1]).all()  # restored on exit
+        assert torch.isfinite(model.transform(x)[1]).all()  # restored on exit
 
 
 def test_non_finite_input_stops_the_inverse_at_once_and_is_kept():

@@ -127,7 +127,7 @@ class MemorySavingChain(Bijection):
 
 
 @contextmanager
-def memory_saving_attribute(module: nn.Module, name: str = "flow") -> Iterator[nn.Module]:
+def memory_saving_attribute(module: nn.Module, name: str = "transform") -> Iterator[nn.Module]:
     """Within the block, `module.<name>` (a chain) is wrapped in `MemorySavingChain`, so code that
     calls it (a model's loss, its regulariser's forward and inverse maps) backprops without
     stored activations; restored on exit. The state dict is unchanged outside the block."""

@@ -15,11 +15,11 @@ from flowforge.diagnostics.maps import invertible_map
 
 
 def analytic_logdet(model_or_bijection: nn.Module, x: Tensor) -> Tensor:
-    """(B,) log|det J_F(x)| as the model computes it: a Bijection's (or a flat model's `flow`'s)
+    """(B,) log|det J_F(x)| as the model computes it: a Bijection's (or a Flow's `transform`)
     forward log-det, or the summed log-det of a multi-scale model's `_forward` (Glow, RealNVP:
     squeezes and splits are volume preserving)."""
     obj = model_or_bijection
-    flow = getattr(obj, "flow", None)
+    flow = getattr(obj, "transform", None)
     if not isinstance(obj, Bijection) and isinstance(flow, Bijection):
         obj = flow
     if isinstance(obj, Bijection):

@@ -81,7 +81,7 @@ def invertible_map(model_or_bijection: nn.Module, context: Tensor | None = None,
     (B, D) back exactly (up to the model's own numerical error, which is what the diagnostics
     measure).
 
-    - a FlowModel with a `flow` bijection (flat models, single-latent image models): that bijection;
+    - a Flow (every model built on `flowforge.Flow`): its transform, whose output is flat for multi-scale flows;
     - any other FlowModel (Glow, RealNVP, ...): `encode`, every latent flattened and concatenated,
       and `decode`;
     - a bare Bijection: itself, its output flattened.
@@ -98,7 +98,7 @@ def invertible_map(model_or_bijection: nn.Module, context: Tensor | None = None,
             input_shape = obj.image_shape
         elif isinstance(getattr(obj, "dim", None), int):
             input_shape = (obj.dim,)
-    flow = getattr(obj, "flow", None)
+    flow = getattr(obj, "transform", None)
     if not isinstance(obj, Bijection) and isinstance(flow, Bijection):
         obj = flow
     if isinstance(obj, Bijection):

@@ -1,41 +1,20 @@
-"""Learned priors of the multi-scale Glow (Glow section 3 and the public code's `split2d`,
-`prior`): a conditional Gaussian for each factored-out half and a learned (optionally
-class-conditional) Gaussian for the top latent."""
+"""The learned top prior of the multi-scale Glow (Glow section 3 and the public code's `prior`): a
+learned, optionally class-conditional, Gaussian over the top latent. The split priors of the
+factored-out halves are part of the transform (bijections/multiscale.py)."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
 
+from flowforge.distributions.base import Distribution
 from flowforge.distributions.gaussian import diag_gaussian_log_prob, diag_gaussian_sample
 from flowforge.errors import ShapeError
 from flowforge.nets.edge_bias import EdgeBias
-from flowforge.nets.zero_init import LinearZeros, ZeroConv2d
+from flowforge.nets.zero_init import LinearZeros
 
 
-class SplitPrior(nn.Module):
-    """p(z_out | z_kept) = N(mean, exp(logs)^2) with (mean, logs) = interleaved channels of a
-    zero-initialised 3x3 convolution of the kept half (starts as N(0, I)); `edge_bias`: with the
-    public code's border channel (nets/edge_bias.py)."""
-
-    def __init__(self, kept_channels: int, out_channels: int, edge_bias: bool = False):
-        super().__init__()
-        self.conv = ZeroConv2d(kept_channels, 2 * out_channels, edge_bias=edge_bias)
-
-    def params(self, z_kept: Tensor) -> tuple[Tensor, Tensor]:
-        h = self.conv(z_kept)
-        return h[:, 0::2], h[:, 1::2]
-
-    def log_prob(self, z_out: Tensor, z_kept: Tensor) -> Tensor:
-        mean, logs = self.params(z_kept)
-        return diag_gaussian_log_prob(z_out, mean, logs)
-
-    def sample(self, z_kept: Tensor, temperature: float = 1.0, generator=None) -> Tensor:
-        mean, logs = self.params(z_kept)
-        return diag_gaussian_sample(mean, logs, temperature, generator)
-
-
-class TopPrior(nn.Module):
+class TopPrior(Distribution):
     """N(mean, exp(logs)^2) over the top latent of shape (C, H, W).
 
     With `learn=True` mean and logs are learned per channel (zero init); with `num_classes > 0`
@@ -47,9 +26,10 @@ class TopPrior(nn.Module):
 
     def __init__(self, shape: tuple[int, int, int], learn: bool = True, num_classes: int = 0,
                  edge_bias: bool = False):
-        super().__init__()
-        self.shape = tuple(shape)
+        super().__init__(shape)
+        self.shape = self.event_shape
         self.num_classes = num_classes
+        self.uses_context = num_classes > 0
         c = shape[0]
         self.base = nn.Parameter(torch.zeros(2 * c, 1, 1), requires_grad=learn)
         self.edge = EdgeBias(2 * c, std=0.0) if edge_bias and learn else None
@@ -73,6 +53,6 @@ class TopPrior(nn.Module):
         mean, logs = self.params(z.shape[0], context)
         return diag_gaussian_log_prob(z, mean.to(z.dtype), logs.to(z.dtype))
 
-    def sample(self, n: int, temperature: float = 1.0, context: Tensor | None = None, generator=None) -> Tensor:
+    def sample(self, n: int, temperature=1.0, context: Tensor | None = None, generator=None) -> Tensor:
         mean, logs = self.params(n, context)
-        return diag_gaussian_sample(mean, logs, temperature, generator)
+        return diag_gaussian_sample(mean, logs, float(temperature), generator)

@@ -52,7 +52,7 @@ def train_step(model, optimizer, batch, step: int, memory_saving: bool, generato
     or ordinary backprop; None (and no update) when the loss or a gradient is not finite."""
     model.train()
     if memory_saving:
-        with memory_saving_attribute(model, "flow"):
+        with memory_saving_attribute(model, "transform"):
             out = model.loss(batch, generator=generator, step=step)
             if not torch.isfinite(out["loss"]):
                 return None
@@ -81,8 +81,8 @@ def classification_angle(model, images: torch.Tensor, labels: torch.Tensor) -> d
         return F.cross_entropy(model.head(z.flatten(1)), labels)
 
     model.train()
-    result = gradient_angle(lambda: ce(model.flow(x)[0]), lambda: ce(memory_saving_forward(model.flow, x)[0]),
-                            [p for p in model.flow.parameters() if p.requires_grad])
+    result = gradient_angle(lambda: ce(model.transform(x)[0]), lambda: ce(memory_saving_forward(model.transform, x)[0]),
+                            [p for p in model.transform.parameters() if p.requires_grad])
     model.head.load_state_dict(head_state)
     return result
 
@@ -90,10 +90,10 @@ def classification_angle(model, images: torch.Tensor, labels: torch.Tensor) -> d
 @torch.no_grad()
 def _accuracy_and_reconstruction(model, images: torch.Tensor, labels: torch.Tensor) -> dict:
     model.eval()
-    logits = model.head(model.flow(model.prepare(images))[0].flatten(1))
+    logits = model.head(model.transform(model.prepare(images))[0].flatten(1))
     finite = torch.isfinite(logits).all(dim=1)
     correct = (logits.argmax(1) == labels) & finite  # a non-finite prediction counts as wrong
-    forward, inverse = invertible_map(model.flow)
+    forward, inverse = invertible_map(model.transform)
     errors = error_summary(reconstruction_errors(forward, inverse, model.prepare(images)))
     return {"accuracy": float(correct.float().mean()), "non_finite_logits": int((~finite).sum()), **errors}
 

@@ -3,7 +3,8 @@ the pieces shared by the image models."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -11,6 +12,7 @@ from torch import Tensor, nn
 from flowforge.bijections.actnorm import data_dependent_init
 from flowforge.data.quantisation import dequantise, to_model_space
 from flowforge.errors import ShapeError
+from flowforge.flow import Flow
 from flowforge.objectives.bits_per_dim import bits_per_dim
 
 
@@ -34,6 +36,9 @@ class FlowModel(nn.Module):
 
     DATA_ARGS: tuple[str, ...] = ()
     CHOICES: dict[str, tuple[str, ...]] = {}
+    # (regex, replacement) renames of state-dict keys written by earlier versions, applied in order
+    # by `load_state_dict` (checkpoints of runs trained before the models were built on `Flow`)
+    LEGACY_KEYS: tuple[tuple[str, str], ...] = ()
     # what `log_prob` (and so every figure from it) is: a key of evaluation.summary.LOG_PROB_KINDS
     log_prob_kind: str = "exact"
 
@@ -56,8 +61,35 @@ class FlowModel(nn.Module):
         """Data-dependent initialisation of every actnorm by one pass over (x, context)."""
         return data_dependent_init(self, lambda b: self.loss(b, generator=generator), (x, context))
 
+    def initialize_from_runs(self, load_run) -> None:
+        """Before `initialize` on a fresh run: take weights from other runs the config names
+        (`load_run`: run directory -> trained model, supplied by the application). Default: none."""
 
-class ImageFlowModel(FlowModel):
+    def upgrade_state_dict(self, state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """`state` with the keys of earlier versions renamed (`LEGACY_KEYS`); current keys unchanged."""
+        if not self.LEGACY_KEYS or all(k in self.state_dict() for k in state):
+            return dict(state)
+        out = {}
+        for key, value in state.items():
+            for pattern, replacement in self.LEGACY_KEYS:
+                key = re.sub(pattern, replacement, key)
+            out[key] = value
+        return out
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        return super().load_state_dict(self.upgrade_state_dict(state_dict), strict=strict, assign=assign)
+
+
+class FlowOfLayers(Flow, FlowModel):
+    """A model that is a `Flow` (transform + base, flow.py) with the FlowModel extras; subclasses
+    build their layers and call `_set_flow`."""
+
+    def _set_flow(self, transform, base, event_shape) -> None:
+        self.transform, self.base = transform, base
+        self.event_shape = tuple(event_shape)
+
+
+class ImageModel(FlowModel):
     """Shared by models of n-bit images: the model space is k / 2^n - 0.5 plus uniform
     dequantisation noise, and bits/dim are against the discrete data."""
 
@@ -90,3 +122,21 @@ class ImageFlowModel(FlowModel):
         """Per-example bits/dim of uint8 images (one dequantisation draw)."""
         lp = self.log_prob(self.prepare(images, generator), context)
         return bits_per_dim(lp, self.num_dims, self.n_bits)
+
+
+class ImageFlowModel(FlowOfLayers, ImageModel):
+    """An image model that is a `Flow`: the input is checked, the loss is the mean bits/dim."""
+
+    def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        self._check_input(x)
+        return super().log_prob(x, context)
+
+    def encode(self, x: Tensor, context: Tensor | None = None) -> list[Tensor]:
+        self._check_input(x)
+        return super().encode(x, context)
+
+    def loss(self, batch, generator=None) -> dict[str, Tensor]:
+        """Mean bits/dim of the batch's images (one dequantisation draw)."""
+        images = batch[0] if isinstance(batch, (tuple, list)) else batch
+        bpd = self.bits_per_dim(images, generator=generator).mean()
+        return {"loss": bpd, "bpd": bpd.detach()}

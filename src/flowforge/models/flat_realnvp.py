@@ -32,4 +32,4 @@ class FlatRealNVP(FlatFlowModel):
                                               log_scale_net=MLP(dim, dim, hidden, "tanh"), scale=scale))
             if batch_norm:
                 steps.append(BatchNormFlow(dim))
-        self.flow = Chain(steps)
+        self._set_transform(Chain(steps))

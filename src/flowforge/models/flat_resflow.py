@@ -41,5 +41,5 @@ class FlatResFlow(FlatFlowModel):
                                        newton_steps=newton_steps))
             if actnorm:
                 steps.append(ActNorm(dim))
-        self.flow = Chain(steps)
+        self._set_transform(Chain(steps))
         self.log_prob_kind = "exact" if eval_logdet == "exact" else "roulette-estimate"

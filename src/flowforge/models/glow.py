@@ -2,7 +2,10 @@
 
 Each level: squeeze -> K x (actnorm -> permutation -> coupling) -> split (all but the last),
 where the factored-out half gets a learned conditional Gaussian prior given the kept half and
-the final latent a learned (optionally class-conditional) top prior (section 3, figure 2).
+the final latent a learned (optionally class-conditional) top prior (section 3, figure 2). As a
+`Flow`: a `MultiScale` transform whose splits standardise the factored-out halves by their split
+priors (their latents are the public code's eps), over a base that is N(0, I) on those parts and
+the top prior on the top latent.
 Data are n-bit images scaled to [-0.5, 0.5) and dequantised with uniform noise; the loss is
 bits/dim against the discrete data, plus y_weight x the classifier head's bits when the top
 prior is class-conditional (section 5, 'class-conditional').
@@ -10,12 +13,13 @@ prior is class-conditional (section 5, 'class-conditional').
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from functools import partial
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from flowforge.bijections import (
     ActNorm,
@@ -29,16 +33,18 @@ from flowforge.bijections import (
     Squeeze,
 )
 from flowforge.bijections.actnorm import data_dependent_init
+from flowforge.bijections.multiscale import FactorOut, MultiScale
 from flowforge.bijections.permutations import refresh_inverse_caches
 from flowforge.bijections.scale_functions import SCALE_FUNCTIONS
-from flowforge.distributions.gaussian import diag_gaussian_from_noise
-from flowforge.distributions.glow_priors import SplitPrior, TopPrior
+from flowforge.bijections.split_prior import SplitPrior
+from flowforge.distributions.concatenated import Concatenated
+from flowforge.distributions.glow_priors import TopPrior
+from flowforge.distributions.normal import StandardNormal
 from flowforge.models.base import ImageFlowModel
 from flowforge.models.registry import register
 from flowforge.nets.glow_conv import GlowCouplingNet
 from flowforge.nets.zero_init import LinearZeros
 from flowforge.objectives.bits_per_dim import bits_per_dim
-from flowforge.bijections.memory_saving import run_chain
 
 PERMUTATIONS = ("conv1x1-lu", "conv1x1", "shuffle", "reverse")
 COUPLINGS = ("affine", "additive")
@@ -82,11 +88,18 @@ def level_shapes(image_shape: Sequence[int], levels: int) -> list[tuple[int, int
     return shapes
 
 
+def _legacy_step_key(match: re.Match) -> str:
+    return f"transform.levels.{match[1]}.layers.{int(match[2]) + 1}."
+
+
 @register("glow")
 class Glow(ImageFlowModel):
     """Multi-scale Glow over images of shape `image_shape` = (C, H, W)."""
 
     CHOICES = {"coupling": COUPLINGS, "permutation": PERMUTATIONS, "scale": tuple(SCALE_FUNCTIONS)}
+    LEGACY_KEYS = ((r"^steps\.(\d+)\.layers\.(\d+)\.", _legacy_step_key),
+                   (r"^split_priors\.(\d+)\.", r"transform.splits.\1.prior."),
+                   (r"^top_prior\.", "base.parts.{top}."))
     _compiled_sampling = None  # set by compile_sampling
     _sampling_mode: str | None = None
 
@@ -117,44 +130,51 @@ class Glow(ImageFlowModel):
         self.memory_saving, self.checkpoint_steps = memory_saving, checkpoint_steps
         self._set_image_shape(image_shape, n_bits)
         c, h, w = self.image_shape
+        if levels < 1 or depth < 1:
+            raise ValueError(f"Glow needs levels >= 1 and depth >= 1, got levels={levels}, depth={depth}")
         if h % 2**levels or w % 2**levels:
             raise ValueError(
                 f"image size {h}x{w} cannot be squeezed {levels} times (needs H and W divisible by {2**levels})"
             )
         self.levels, self.num_classes, self.y_weight = levels, num_classes, y_weight
-        self.squeeze = Squeeze()
-        self.steps = nn.ModuleList()
-        self.split_priors = nn.ModuleList()
         self.level_shapes = level_shapes(self.image_shape, levels)
-        for level, (c, _, _) in enumerate(self.level_shapes):
-            self.steps.append(
-                Chain(flow_step(c, hidden, coupling, scale, permutation, seed + 1000 * level + k, edge_bias)
-                      for k in range(depth))
-            )
+        chains, splits, latent_shapes = [], [], []
+        for level, (c, h, w) in enumerate(self.level_shapes):
+            steps = [flow_step(c, hidden, coupling, scale, permutation, seed + 1000 * level + k, edge_bias)
+                     for k in range(depth)]
+            chains.append(Chain([Squeeze(), *steps]))
             if level < levels - 1:
-                self.split_priors.append(SplitPrior(c // 2, c // 2, edge_bias=edge_bias))
+                splits.append(FactorOut(c // 2, SplitPrior(c // 2, c // 2, edge_bias=edge_bias)))
+                latent_shapes.append((c // 2, h, w))
         self.top_shape = self.level_shapes[-1]
-        self.top_prior = TopPrior(self.top_shape, learn=learn_top, num_classes=num_classes, edge_bias=edge_bias)
+        latent_shapes.append(self.top_shape)
+        gradient = "reversible" if memory_saving else "checkpoint" if checkpoint_steps else "autograd"
+        top = TopPrior(self.top_shape, learn=learn_top, num_classes=num_classes, edge_bias=edge_bias)
+        # the top prior draws its noise first, then the splits from the top level down (as Glow always did)
+        base = Concatenated([*(StandardNormal(s) for s in latent_shapes[:-1]), top],
+                            draw_order=list(reversed(range(levels))))
+        self._set_flow(MultiScale(chains, splits, latent_shapes, gradient), base, self.image_shape)
         self.classifier = LinearZeros(self.top_shape[0], num_classes) if num_classes > 0 else None
+
+    @property
+    def top_prior(self) -> TopPrior:
+        return self.base.parts[-1]
+
+    def level_steps(self, level: int) -> list:
+        """The flow steps of `level` (after its squeeze)."""
+        return list(self.transform.levels[level].layers)[1:]
+
+    def upgrade_state_dict(self, state):
+        top = str(self.levels - 1)
+        return {k.replace("{top}", top): v for k, v in super().upgrade_state_dict(state).items()}
 
     # data -> latent ---------------------------------------------------------------------------
     def _forward(self, x: Tensor, context: Tensor | None) -> tuple[list[Tensor], Tensor, Tensor]:
-        """All latents, the summed log|det| and the summed prior log-density (nats, (B,))."""
+        """All latents, the summed log|det| (split priors' standardisations included) and the
+        base log-density (nats, (B,))."""
         self._check_input(x)
-        latents, logdet, log_prior = [], 0.0, 0.0
-        z = x
-        for level, steps in enumerate(self.steps):
-            z, _ = self.squeeze(z)
-            z, ld = run_chain(steps, z, memory_saving=self.memory_saving, checkpointing=self.checkpoint_steps)
-            logdet = logdet + ld
-            if level < self.levels - 1:
-                kept, out = z.chunk(2, dim=1)
-                log_prior = log_prior + self.split_priors[level].log_prob(out, kept)
-                latents.append(out)
-                z = kept
-        latents.append(z)
-        log_prior = log_prior + self.top_prior.log_prob(z, context)
-        return latents, logdet, log_prior
+        latents, logdet = self.transform.latents(x)
+        return latents, logdet, self.base.log_prob_parts(latents, context)
 
     def compile_flow(self, mode: str | None = None) -> None:
         """Compile the whole data -> latent pass (all levels, priors and log-dets) with
@@ -169,10 +189,6 @@ class Glow(ImageFlowModel):
         _, logdet, log_prior = self._forward(x, context)
         return logdet + log_prior
 
-    def encode(self, x: Tensor, context: Tensor | None = None) -> list[Tensor]:
-        """Every factored-out latent, from the first split to the top latent."""
-        return self._forward(x, context)[0]
-
     # latent -> data ---------------------------------------------------------------------------
     def _temperatures(self, temperature) -> list[float]:
         if isinstance(temperature, (int, float)):
@@ -182,58 +198,27 @@ class Glow(ImageFlowModel):
             raise ValueError(f"need one temperature or {self.levels} (one per level), got {len(temps)}")
         return temps
 
-    def _decode(self, top: Tensor, splits, context) -> Tensor:
-        z = top
-        for level in reversed(range(self.levels)):
-            if level < self.levels - 1:
-                z = torch.cat([z, splits(level, z)], dim=1)
-            z, _ = self.steps[level].inverse(z)
-            z, _ = self.squeeze.inverse(z)
-        return z
-
-    def decode(self, latents: list[Tensor], context: Tensor | None = None) -> Tensor:
-        if len(latents) != self.levels:
-            raise ValueError(f"decode needs {self.levels} latents (one per level), got {len(latents)}")
-        return self._decode(latents[-1], lambda level, _: latents[level], context)
-
     def sample(self, n: int, temperature=1.0, context: Tensor | None = None, generator=None) -> Tensor:
         """Samples in model space; `temperature` is one value or one per level (index 0 = first
         split, last = top prior); T = 0 gives the prior means all the way down. After
-        `compile_sampling`, the pass after the noise draws runs compiled in eval mode without
+        `compile_sampling`, the inverse pass after the base draws runs compiled in eval mode without
         gradients (the same samples, float rounding aside)."""
-        noise = self.prior_noise(n, self._temperatures(temperature), generator)
+        z = self.base.sample(n, self._temperatures(temperature), context, generator)
         if self._compiled_sampling is None or self.training or torch.is_grad_enabled():
-            return self.sample_from_noise(noise, context)
+            return self.transform.inverse(z)[0]
         refresh_inverse_caches(self)  # read as they are by the compiled pass (bijections/permutations.py)
         if self._sampling_mode == "reduce-overhead":
             torch.compiler.cudagraph_mark_step_begin()
-        return self._compiled_sampling(noise, context).clone()  # a CUDA-graph output is overwritten next call
+        return self._compiled_sampling(z).clone()  # a CUDA-graph output is overwritten next call
 
-    def prior_noise(self, n: int, temps: list[float], generator=None) -> list[Tensor]:
-        """Temperature-scaled standard normal noise for the top prior, then for each split prior from
-        the top level down: the order in which `sample` has always drawn it."""
-        ref = self.top_prior.base
-        shapes = [self.top_shape] + [(c // 2, h, w) for c, h, w in reversed(self.level_shapes[:-1])]
-        temps_top_down = [temps[-1], *reversed(temps[:-1])]
-        return [t * torch.randn((n, *shape), generator=generator, device=ref.device, dtype=ref.dtype)
-                for t, shape in zip(temps_top_down, shapes)]
-
-    def sample_from_noise(self, noise: list[Tensor], context: Tensor | None = None) -> Tensor:
-        """Samples for given `prior_noise`: deterministic, so it compiles (`compile_sampling`)."""
-        mean, logs = self.top_prior.params(noise[0].shape[0], context)
-        top = diag_gaussian_from_noise(mean, logs, noise[0])
-
-        def draw(level: int, kept: Tensor) -> Tensor:
-            mean, logs = self.split_priors[level].params(kept)
-            return diag_gaussian_from_noise(mean, logs, noise[self.levels - 1 - level])
-
-        return self._decode(top, draw, context)
+    def _inverse(self, z: Tensor) -> Tensor:
+        return self.transform.inverse(z)[0]
 
     def compile_sampling(self, mode: str | None = None) -> None:
-        """Compile the sampling pass after the noise draws (`sample_from_noise`: priors, inverse
-        steps, unsqueezes) with torch.compile, one graph per batch size; `mode="reduce-overhead"`
-        replays it as CUDA graphs. Used by `sample` in eval mode without gradients."""
-        self._compiled_sampling = torch.compile(self.sample_from_noise, dynamic=False, mode=mode)
+        """Compile the inverse pass of sampling (split priors, inverse steps, unsqueezes) with
+        torch.compile, one graph per batch size; `mode="reduce-overhead"` replays it as CUDA
+        graphs. Used by `sample` in eval mode without gradients."""
+        self._compiled_sampling = torch.compile(self._inverse, dynamic=False, mode=mode)
         self._sampling_mode = mode
 
     # training ---------------------------------------------------------------------------------

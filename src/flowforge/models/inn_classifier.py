@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from flowforge.bijections import Chain, Squeeze
 from flowforge.bijections.scale_functions import SCALE_FUNCTIONS
 from flowforge.data.quantisation import to_model_space
-from flowforge.distributions.gaussian import diag_gaussian_log_prob
+from flowforge.distributions.normal import StandardNormal
 from flowforge.models.base import ImageFlowModel
 from flowforge.models.glow import COUPLINGS, PERMUTATIONS, flow_step
 from flowforge.models.registry import register
@@ -52,6 +52,7 @@ def inn_body(image_shape: Sequence[int], levels: int, depth: int, hidden: int, c
 
 @register("inn-classifier")
 class INNClassifier(ImageFlowModel):
+    LEGACY_KEYS = ((r"^flow\.", "transform."),)
     """Glow-like INN without splits + projection head over images of shape `image_shape`."""
 
     CHOICES = {"coupling": COUPLINGS, "permutation": PERMUTATIONS, "scale": tuple(SCALE_FUNCTIONS),
@@ -86,9 +87,10 @@ class INNClassifier(ImageFlowModel):
         self.num_classes = num_classes
         self.regulariser, self.fd_coefficient, self.fd_epsilon = regulariser, fd_coefficient, fd_epsilon
         self.fd_every, self.nf_coefficient = fd_every, nf_coefficient
-        self.flow = inn_body(self.image_shape, levels, depth, hidden, coupling, scale, permutation, seed)
         c, h, w = self.image_shape
         self.latent_shape = (c * 4**levels, h // 2**levels, w // 2**levels)
+        self._set_flow(inn_body(self.image_shape, levels, depth, hidden, coupling, scale, permutation, seed),
+                       StandardNormal(self.latent_shape), self.image_shape)
         dim = self.num_dims
         self.head = nn.Sequential(nn.BatchNorm1d(dim), nn.ReLU(), nn.Linear(dim, num_classes))
 
@@ -97,31 +99,11 @@ class INNClassifier(ImageFlowModel):
         """uint8 images -> model-space floats in [-0.5, 0.5), without dequantisation noise."""
         return to_model_space(images, self.n_bits)
 
-    def encode(self, x: Tensor, context: Tensor | None = None) -> list[Tensor]:
-        self._check_input(x)
-        return [self.flow(x)[0]]
-
-    def decode(self, latents: list[Tensor], context: Tensor | None = None) -> Tensor:
-        if len(latents) != 1:
-            raise ValueError(f"decode needs 1 latent (the INN has no splits), got {len(latents)}")
-        return self.flow.inverse(latents[0])[0]
-
-    def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
-        """log N(F(x); 0, I) + log|det dF/dx| in nats: the density the NF regulariser uses."""
-        self._check_input(x)
-        z, logdet = self.flow(x)
-        return diag_gaussian_log_prob(z) + logdet
-
-    def sample(self, n: int, temperature=1.0, context: Tensor | None = None, generator=None) -> Tensor:
-        p = next(self.parameters())
-        z = torch.randn(n, *self.latent_shape, generator=generator, device=p.device, dtype=p.dtype)
-        return self.decode([z * float(temperature)])
-
     # classification -----------------------------------------------------------------------------
     def logits(self, x: Tensor) -> Tensor:
         """Class scores of model-space images x."""
         self._check_input(x)
-        return self.head(self.flow(x)[0].flatten(1))
+        return self.head(self.transform(x)[0].flatten(1))
 
     @torch.no_grad()
     def predict(self, images: Tensor) -> Tensor:
@@ -129,10 +111,10 @@ class INNClassifier(ImageFlowModel):
         return self.logits(self.prepare(images)).argmax(1)
 
     def _flat_forward(self, x: Tensor) -> Tensor:
-        return self.flow(x)[0].flatten(1)
+        return self.transform(x)[0].flatten(1)
 
     def _flat_inverse(self, z: Tensor) -> Tensor:
-        return self.flow.inverse(z.reshape(-1, *self.latent_shape))[0]
+        return self.transform.inverse(z.reshape(-1, *self.latent_shape))[0]
 
     def _penalty(self, x: Tensor, z: Tensor, logdet: Tensor, step: int | None,
                  generator: torch.Generator | None) -> Tensor | None:
@@ -144,7 +126,7 @@ class INNClassifier(ImageFlowModel):
             return self.fd_coefficient * penalty
         if self.regulariser == "nf":
             # the body's log-density from the forward pass already made for the logits
-            return flow_nll_penalty(lambda _: diag_gaussian_log_prob(z) + logdet, x, self.nf_coefficient)
+            return flow_nll_penalty(lambda _: self.base.log_prob(z) + logdet, x, self.nf_coefficient)
         return None
 
     def loss(self, batch, generator: torch.Generator | None = None, step: int | None = None) -> dict[str, Tensor]:
@@ -155,7 +137,7 @@ class INNClassifier(ImageFlowModel):
         images, labels = batch[0], batch[1]
         x = self.prepare(images)
         self._check_input(x)
-        z, logdet = self.flow(x)
+        z, logdet = self.transform(x)
         logits = self.head(z.flatten(1))
         ce = F.cross_entropy(logits, labels)
         out = {"cross_entropy": ce.detach(), "accuracy": (logits.argmax(1) == labels).float().mean()}
@@ -171,5 +153,5 @@ class INNClassifier(ImageFlowModel):
         """Data-dependent actnorm initialisation on one batch."""
         from flowforge.bijections.actnorm import data_dependent_init
 
-        return data_dependent_init(self, lambda b: self.flow(self.prepare(b)), images)
+        return data_dependent_init(self, lambda b: self.transform(self.prepare(b)), images)
 

@@ -130,8 +130,8 @@ class _FlatLocalisedFlow(LocalisedFlow):
     def _insert_steps(self, kind: type, u_dim: int, st_hidden, pq_hidden) -> None:
         if u_dim < 1:
             raise ValueError(f"u_dim must be positive, got {u_dim}")
-        self.flow = Chain(insert_after(list(self.flow.layers), kind,
-                                       lambda _: flat_localised_step(self.dim, u_dim, st_hidden, pq_hidden)))
+        self.transform = Chain(insert_after(list(self.transform.layers), kind,
+                                            lambda _: flat_localised_step(self.dim, u_dim, st_hidden, pq_hidden)))
 
     def loss(self, batch, generator=None) -> dict[str, Tensor]:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
@@ -201,6 +201,6 @@ class LGFRealNVP(ImageLocalisedFlow, RealNVP):
         def step(coupling: MaskedAffineCoupling) -> LocalisedStep:
             return image_localised_step(coupling.mask.shape, u_channels, st_blocks, st_hidden, pq_blocks, pq_hidden)
 
-        self.first = Chain(insert_after(list(self.first.layers), MaskedAffineCoupling, step))
-        self.second = Chain(insert_after(list(self.second.layers), MaskedAffineCoupling, step))
+        for i, level in enumerate(self.transform.levels):
+            self.transform.levels[i] = Chain(insert_after(list(level.layers), MaskedAffineCoupling, step))
         self._set_sample_counts(train_samples, valid_samples, test_samples, test_repeats)

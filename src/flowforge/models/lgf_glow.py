@@ -104,7 +104,9 @@ class LGFGlow(ImageLocalisedFlow, Glow):
             return Chain(insert_after(list(step.layers), COUPLING_LAYERS, make))
 
         for level, shape in enumerate(self.level_shapes):
-            self.steps[level] = Chain(with_index(step, shape) for step in self.steps[level].layers)
+            chain = self.transform.levels[level]
+            squeeze, steps = chain.layers[0], chain.layers[1:]
+            self.transform.levels[level] = Chain([squeeze, *(with_index(step, shape) for step in steps)])
         self._set_sample_counts(train_samples, valid_samples, test_samples, test_repeats)
 
     def compile_flow(self, mode: str | None = None) -> None:

@@ -27,4 +27,4 @@ class MAF(FlatFlowModel):
                 steps.append(BatchNormFlow(dim))
             if i < layers - 1:
                 steps.append(ReversePermutation(dim))
-        self.flow = Chain(steps)
+        self._set_transform(Chain(steps))

@@ -21,14 +21,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
-from torch import Tensor
-
 from flowforge.bijections import ActNorm, Chain, Squeeze
 from flowforge.bijections.elementwise import Logit
 from flowforge.bijections.residual import LOGDET_MODES, ResidualBlock
 from flowforge.bijections.residual_logdet import N_DISTRIBUTIONS
-from flowforge.distributions.gaussian import diag_gaussian_log_prob
+from flowforge.distributions.normal import StandardNormal
 from flowforge.models.base import ImageFlowModel
 from flowforge.models.registry import register
 from flowforge.nets.lipschitz import lipschitz_conv_net
@@ -36,6 +33,7 @@ from flowforge.nets.lipschitz import lipschitz_conv_net
 
 @register("resflow")
 class ResFlow(ImageFlowModel):
+    LEGACY_KEYS = ((r"^flow\.", "transform."),)
     CHOICES = {"eval_logdet": LOGDET_MODES, "n_dist": N_DISTRIBUTIONS}
 
     def __init__(self, image_shape: Sequence[int] = (1, 28, 28), n_bits: int = 8, scales: int = 2, blocks: int = 4,
@@ -62,28 +60,6 @@ class ResFlow(ImageFlowModel):
                     n_dist=n_dist, inverse_atol=inverse_atol, inverse_rtol=inverse_rtol,
                     inverse_max_iter=inverse_max_iter))
                 layers.append(ActNorm(c))
-        self.flow = Chain(layers)
         self.latent_shape = (c, h, w)
+        self._set_flow(Chain(layers), StandardNormal(self.latent_shape), self.image_shape)
         self.log_prob_kind = "exact" if eval_logdet == "exact" else "roulette-estimate"
-
-    def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
-        self._check_input(x)
-        z, logdet = self.flow(x)
-        return diag_gaussian_log_prob(z) + logdet
-
-    def encode(self, x: Tensor, context: Tensor | None = None) -> list[Tensor]:
-        self._check_input(x)
-        return [self.flow(x)[0]]
-
-    def decode(self, latents: list[Tensor], context: Tensor | None = None) -> Tensor:
-        return self.flow.inverse(latents[0])[0]
-
-    def sample(self, n: int, temperature=1.0, context: Tensor | None = None, generator=None) -> Tensor:
-        p = next(self.parameters())
-        z = torch.randn((n, *self.latent_shape), generator=generator, device=p.device, dtype=p.dtype)
-        return self.decode([z * float(temperature)])
-
-    def loss(self, batch, generator=None) -> dict[str, Tensor]:
-        images = batch[0] if isinstance(batch, (tuple, list)) else batch
-        bpd = self.bits_per_dim(images, generator=generator).mean()
-        return {"loss": bpd, "bpd": bpd.detach()}

@@ -44,7 +44,7 @@ from flowforge.bijections import Chain, Inverse, InvertibleConv1x1, InvertibleCo
 from flowforge.bijections.actnorm import data_dependent_init
 from flowforge.distributions.gaussian import diag_gaussian_log_prob, diag_gaussian_sample
 from flowforge.errors import ConfigError
-from flowforge.models.base import ImageFlowModel
+from flowforge.models.base import ImageModel
 from flowforge.models.glow import PERMUTATIONS, flow_step
 from flowforge.models.latent_priors import FlowLatentPrior, GaussianLatentPrior, SecondStageVAE, gaussian_kl
 from flowforge.models.registry import register
@@ -93,11 +93,12 @@ def _start_at_identity(glow: Chain) -> None:
 
 
 @register("vae-flow")
-class VAEFlow(ImageFlowModel):
+class VAEFlow(ImageModel):
     """VAE + flow prior + additive Glow decoder layer over images of shape `image_shape`."""
 
     log_prob_kind = "elbo"
 
+    LEGACY_KEYS = ((r"^prior\.flow\.flow\.", "prior.flow.transform."),)
     CHOICES = {"phase": PHASES, "prior": PRIORS, "decoder_variance": DECODER_VARIANCES,
                "glow_squeeze": SQUEEZE, "permutation": PERMUTATIONS, "glow_init": GLOW_INITS}
 
@@ -249,10 +250,15 @@ class VAEFlow(ImageFlowModel):
         return {"loss": bpd, "bpd": bpd.detach(), "kl_nats": terms["kl"].mean().detach(),
                 "recon_nats": -terms["log_px_z"].mean().detach()}
 
-    def _load_phase_one(self) -> None:
-        from flowforge.training.runs import load_trained  # runs imports the model registry
-
-        _, source, _ = load_trained(self.init_from, which="best")
+    def initialize_from_runs(self, load_run) -> None:
+        """Phase 2 (and the prior phase) start from the phase-1 run `init_from`, which `load_run`
+        (run directory -> trained model, given by the application) reads."""
+        if not self.init_from:
+            if self.phase in ("glow", "prior"):
+                raise ConfigError(f"model.phase = {self.phase!r} trains on top of a phase-1 run: set model.init_from "
+                                  "to its run directory")
+            return
+        source = load_run(self.init_from)
         if not isinstance(source, VAEFlow):
             raise ConfigError(f"model.init_from = {self.init_from!r} is a {type(source).__name__} run, not vae-flow")
         parts = ["encoder", "decoder"] + (["log_gamma"] if self.log_gamma is not None else [])
@@ -274,13 +280,8 @@ class VAEFlow(ImageFlowModel):
             raise ConfigError(f"model.init_from = {self.init_from!r} lacks weights {missing[:3]}...")
 
     def initialize(self, images: Tensor, labels: Tensor | None = None, generator=None) -> int:
-        """Phase 2 (and the prior phase) start from the phase-1 run `init_from`; then the Glow
-        layer's actnorms are initialised from data (only those not loaded)."""
-        if self.init_from:
-            self._load_phase_one()
-        elif self.phase in ("glow", "prior"):
-            raise ConfigError(f"model.phase = {self.phase!r} trains on top of a phase-1 run: set model.init_from "
-                              "to its run directory")
+        """The Glow layer's actnorms initialised from data (after `initialize_from_runs`; only those
+        not loaded from the phase-1 run)."""
         if self.glow is None:
             return 0
         return data_dependent_init(self.glow, lambda b: self.glow(self.prepare(b, generator)), images)

@@ -27,7 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from flowforge.bijections.actnorm import data_dependent_init
 from flowforge.errors import ConfigError
-from flowforge.models.base import ImageFlowModel
+from flowforge.models.base import ImageModel
 from flowforge.objectives.bits_per_dim import bits_per_dim
 
 
@@ -75,9 +75,9 @@ def global_mean(value: Tensor) -> Tensor:
 class BitsPerDimLoss(nn.Module):
     """Mean bits/dim of dequantised model-space images: the module DDP wraps."""
 
-    def __init__(self, model: ImageFlowModel):
+    def __init__(self, model: ImageModel):
         super().__init__()
-        if not isinstance(model, ImageFlowModel) or getattr(model, "num_classes", 0):
+        if not isinstance(model, ImageModel) or getattr(model, "num_classes", 0):
             raise ConfigError("multi-process training supports unconditional image models only")
         self.model = model
 
@@ -85,7 +85,7 @@ class BitsPerDimLoss(nn.Module):
         return bits_per_dim(self.model.log_prob(x), self.model.num_dims, self.model.n_bits).mean()
 
 
-def wrap(model: ImageFlowModel, device: torch.device) -> DistributedDataParallel:
+def wrap(model: ImageModel, device: torch.device) -> DistributedDataParallel:
     # buffers (actnorm flags, permutations) are identical on every rank: no per-step broadcast
     with warnings.catch_warnings():  # torch 2.13 renames the option; the old one keeps the init-time behaviour
         warnings.simplefilter("ignore", FutureWarning)
@@ -93,12 +93,12 @@ def wrap(model: ImageFlowModel, device: torch.device) -> DistributedDataParallel
                                        broadcast_buffers=False)
 
 
-def sharded_input(model: ImageFlowModel, images: Tensor, generator: torch.Generator, info: DistInfo) -> Tensor:
+def sharded_input(model: ImageModel, images: Tensor, generator: torch.Generator, info: DistInfo) -> Tensor:
     """This rank's slice of the dequantised global batch (noise drawn for the whole batch)."""
     return model.prepare(images, generator)[shard(len(images), info)]
 
 
-def initialize_sharded(model: ImageFlowModel, images: Tensor, generator: torch.Generator, info: DistInfo) -> int:
+def initialize_sharded(model: ImageModel, images: Tensor, generator: torch.Generator, info: DistInfo) -> int:
     """Data-dependent actnorm init from this rank's slice, statistics all-reduced across ranks."""
     x = sharded_input(model, images, generator, info)
     return data_dependent_init(model, model.log_prob, x)

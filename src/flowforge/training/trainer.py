@@ -31,7 +31,7 @@ from flowforge.training.ema import EMA
 from flowforge.training.metrics import MetricsLog
 from flowforge.training.report import write_report
 from flowforge.training.data_sources import make_source
-from flowforge.training.runs import RunPaths, build_model, select_device
+from flowforge.training.runs import RunPaths, build_model, load_trained, select_device
 from flowforge.training.speed import SpeedOptions, apply_speed_options, begin_training_step
 from flowforge.training.sync_free import MaskedUpdate
 
@@ -113,6 +113,7 @@ class Trainer:
         gen = _seeded(self.cfg.train.seed, 2, device=torch.device("cpu"))
         idx = torch.randperm(self.num_train, generator=gen)[:n].to(self.device)
         init_gen = _seeded(self.cfg.train.seed, 3, device=self.device)
+        self.model.initialize_from_runs(lambda run_dir: load_trained(run_dir, which="best")[1])
         self.model.initialize(*(t[idx] for t in self.train_data), generator=init_gen)
         self.ema.copy_from(self.model)
 
