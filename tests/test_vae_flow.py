@@ -118,7 +118,7 @@ def test_prior_phase_trains_only_the_prior():
 
 def test_frozen_phase_without_init_from_is_refused():
     with pytest.raises(ConfigError, match="init_from"):
-        _model(phase="glow").initialize(_images())
+        _model(phase="glow").initialize_from_runs(lambda run_dir: None)
 
 
 def test_single_channel_images_are_squeezed_for_the_glow_layer():
@@ -185,14 +185,20 @@ def test_phase_two_loads_phase_one_from_a_run(tmp_path):
     (run / "config.toml").write_text(dump_toml(cfg))
     state = {"config": cfg.to_dict(), "model_data_args": {"image_shape": list(SHAPE), "n_bits": 8}, "step": 1}
     save_checkpoint(run / "checkpoints" / "last", model=vae, ema=vae, state=state)
+    from flowforge.training.runs import load_trained
+
+    def load_run(run_dir):
+        return load_trained(run_dir, which="best")[1]
+
     glow_phase = _model(phase="glow", init_from=str(run))
+    glow_phase.initialize_from_runs(load_run)
     glow_phase.initialize(_images())
     for name in ("encoder", "decoder", "prior"):
         for (k, a), b in zip(getattr(vae, name).state_dict().items(), getattr(glow_phase, name).state_dict().values()):
             torch.testing.assert_close(a, b, msg=k)
     mismatched = _model(phase="glow", init_from=str(run), latent_dim=5)
     with pytest.raises(ConfigError, match="architecture"):
-        mismatched.initialize(_images())
+        mismatched.initialize_from_runs(load_run)
 
 
 def test_loss_reports_the_bound_in_bits_per_dim():
