@@ -8,6 +8,7 @@ import sys
 
 from flowforge.commands import COMMAND_MODULES
 from flowforge.errors import FlowforgeError
+from flowforge.training.interrupts import TrainingInterrupted
 
 
 def _bench(args) -> int:
@@ -38,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except TrainingInterrupted as err:  # SIGINT / SIGTERM, stopped at a step boundary with a checkpoint
+        print(f"flowforge {args.command}: {err}", file=sys.stderr)
+        return err.exit_code
     except FlowforgeError as err:
         print(f"flowforge {args.command}: error: {err}", file=sys.stderr)
         return 2
