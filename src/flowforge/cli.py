@@ -17,9 +17,16 @@ def _bench(args) -> int:
     return run_bench_command(args)
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """A bad argument is one line on stderr (and exit 2), as every other flowforge error."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="flowforge", description="Flow-based generative models: train, evaluate, sample, diagnose, attack, benchmark and reproduce paper experiments.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _OneLineParser(prog="flowforge", description="Flow-based generative models: train, evaluate, sample, diagnose, attack, benchmark and reproduce paper experiments.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", help="data root (beats FLOWFORGE_DATA and the config's data.data_dir)")

@@ -75,7 +75,12 @@ def build_model(cfg: RunConfig, data_args: dict) -> FlowModel:
                           "(use 0 for an unconditional model)")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.train.seed)
-        return create(cfg.model.name, **options, **data_args)
+        try:
+            return create(cfg.model.name, **options, **data_args)
+        except ValueError as err:  # options that do not fit the data (e.g. more levels than the image allows)
+            if isinstance(err, ConfigError):
+                raise
+            raise ConfigError(f"model {cfg.model.name!r} on {cfg.data.dataset}: {err}") from None
 
 
 def _data_args(stored: dict) -> dict:
