@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"flowforge {args.command}: {err}", file=sys.stderr)
         return err.exit_code
     except FlowforgeError as err:
-        print(f"flowforge {args.command}: error: {err}", file=sys.stderr)
+        message = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())  # always one line
+        print(f"flowforge {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; training progress was checkpointed (continue with: flowforge train --resume --run-dir RUN_DIR)", file=sys.stderr)

@@ -106,6 +106,9 @@ def load_trained(run_dir: str | Path, which: str = "best", device: str | torch.d
     if not checkpoint_exists(ckpt):
         raise CheckpointError(f"{ckpt}: no checkpoint in run directory {paths.root}")
     state = load_checkpoint(ckpt, map_location="cpu")
+    for key, kind in (("config", dict), ("model_data_args", dict), ("step", int)):
+        if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool):
+            raise CheckpointError(f"{ckpt}/state.json: '{key}' is missing or not a {kind.__name__}")
     stored = config_from_dict(state["config"], source=f"{ckpt}/state.json")
     model = build_model(stored, _data_args(state["model_data_args"]))
     weights = ckpt / "ema.safetensors"
