@@ -68,7 +68,7 @@ def test_round_trip_model_buffers_and_optimizer(tmp_path: Path) -> None:
     assert out == tmp_path / "ck"
     assert checkpoint_exists(out)
     files = sorted(p.name for p in out.iterdir())
-    assert files == ["model.safetensors", "optimizer.pt", "state.json"]
+    assert files == ["checksums.json", "model.safetensors", "optimizer.pt", "state.json"]
     assert json.loads((out / "state.json").read_text()) == state
 
     torch.manual_seed(123)
@@ -142,7 +142,7 @@ def test_atomic_replace_second_save_wins(tmp_path: Path) -> None:
     assert load_checkpoint(path, model=fresh)["step"] == 2
     _assert_same_state(second, fresh)
     # The second save had no ema / optimizer: nothing of the first survives.
-    assert sorted(p.name for p in path.iterdir()) == ["model.safetensors", "state.json"]
+    assert sorted(p.name for p in path.iterdir()) == ["checksums.json", "model.safetensors", "state.json"]
     assert _leftovers(tmp_path) == []
 
 
@@ -269,6 +269,7 @@ def test_error_missing_required_file(saved: Path, name: str) -> None:
 
 def test_error_missing_optimizer_file(saved: Path) -> None:
     (saved / "optimizer.pt").unlink()
+    (saved / "checksums.json").unlink()  # as a checkpoint written before checksums (else: "optimizer.pt is missing")
     assert load_checkpoint(saved)["extra_tensors"] == {}
     model = Small()
     with pytest.raises(CheckpointError, match="optimizer.pt"):
@@ -277,6 +278,7 @@ def test_error_missing_optimizer_file(saved: Path) -> None:
 
 def test_error_invalid_json(saved: Path) -> None:
     (saved / "state.json").write_text("{not json")
+    (saved / "checksums.json").unlink()  # the checksum would refuse the edited file first
     with pytest.raises(CheckpointError, match="state.json") as info:
         load_checkpoint(saved)
     assert "JSON" in str(info.value)

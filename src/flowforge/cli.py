@@ -8,6 +8,7 @@ import sys
 
 from flowforge.commands import COMMAND_MODULES
 from flowforge.errors import FlowforgeError
+from flowforge.training.interrupts import TrainingInterrupted
 
 
 def _bench(args) -> int:
@@ -16,9 +17,16 @@ def _bench(args) -> int:
     return run_bench_command(args)
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """A bad argument is one line on stderr (and exit 2), as every other flowforge error."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="flowforge", description="Flow-based generative models: train, evaluate, sample, diagnose, attack, benchmark and reproduce paper experiments.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _OneLineParser(prog="flowforge", description="Flow-based generative models: train, evaluate, sample, diagnose, attack, benchmark and reproduce paper experiments.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", help="data root (beats FLOWFORGE_DATA and the config's data.data_dir)")
@@ -38,8 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except TrainingInterrupted as err:  # SIGINT / SIGTERM, stopped at a step boundary with a checkpoint
+        print(f"flowforge {args.command}: {err}", file=sys.stderr)
+        return err.exit_code
     except FlowforgeError as err:
-        print(f"flowforge {args.command}: error: {err}", file=sys.stderr)
+        message = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())  # always one line
+        print(f"flowforge {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; training progress was checkpointed (continue with: flowforge train --resume --run-dir RUN_DIR)", file=sys.stderr)

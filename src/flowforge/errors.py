@@ -23,3 +23,7 @@ class ShapeError(FlowforgeError, ValueError):
 
 class NonFiniteError(FlowforgeError):
     """A metric or weight came out NaN or infinite where that must never be ignored."""
+
+
+class MissingDependencyError(FlowforgeError, ImportError):
+    """An optional package that a feature needs is not installed (names the extra to install)."""

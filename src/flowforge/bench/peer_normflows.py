@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from flowforge.errors import MissingDependencyError
 from flowforge.objectives.bits_per_dim import bits_per_dim
 
 
@@ -27,7 +28,8 @@ def require_normflows():
     try:
         import normflows
     except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError("the normflows benchmarks need the optional extra: pip install 'flowforge[bench]'") from err
+        raise MissingDependencyError("the normflows benchmarks need normflows, the optional extra: "
+                                     "pip install 'flowforge[bench]'") from err
     return normflows
 
 

@@ -14,6 +14,13 @@ def run(args) -> int:
     from flowforge.training.pipeline import evaluate_run
     from flowforge.training.runs import read_run_config
 
+    for flag, value in (("--batch-size", args.batch_size), ("--samples", args.samples),
+                        ("--importance-samples", args.importance_samples), ("--repeats", args.repeats),
+                        ("--svd-images", args.svd_images)):
+        if value is not None and value < 1:
+            raise FlowforgeError(f"{flag} {value}: expected at least 1")
+    if args.examples < 0:
+        raise FlowforgeError(f"--examples {args.examples}: expected 0 (the whole split) or more")
     if read_run_config(args.run_dir).model.name == "inn-classifier":  # accuracy, not a density
         return _eval_classifier(args)
     r = evaluate_run(args.run_dir, split=args.split, command=command_line(),
@@ -29,6 +36,10 @@ def run(args) -> int:
         spread = "n/a (one repeat)" if r["is_relative_std"] is None else f"{r['is_relative_std']:.3g}"
         print(f"importance sampling: K = {r['importance_samples']}, {r['repeats']} repeats; ELBO {r[metric + '_elbo']:.4f}, "
               f"gap {r['elbo_gap']:.4g} (relative {r['elbo_relative_gap']:.3g}); estimator relative std {spread}")
+    from flowforge.viz.nonfinite import recorded
+
+    for path, n, total in recorded(Path(args.run_dir)):
+        print(f"warning: the run's figure {path} has {n} of {total} non-finite samples (NaN or inf; see report.md)")
     return 0
 
 

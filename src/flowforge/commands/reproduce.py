@@ -4,12 +4,34 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from flowforge.errors import FlowforgeError
 from flowforge.experiments.registry import EXPERIMENTS
+
+
+def _accepted(name: str, function, kwargs: dict) -> dict:
+    """`kwargs` that `function` takes; a given option it does not take is a FlowforgeError."""
+    import inspect
+
+    params = inspect.signature(function).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return kwargs
+    refused = [k for k, v in kwargs.items() if k not in params and v is not None]
+    if refused:
+        flags = ", ".join("--" + k.replace("_", "-") for k in refused)
+        takes = sorted("--" + k.replace("_", "-") for k in ("steps", "minutes", "config", "profile", "fid_samples")
+                       if k in params)
+        raise FlowforgeError(f"reproduce {name} does not take {flags} (it takes: {', '.join(takes) or 'no options'})")
+    return {k: v for k, v in kwargs.items() if k in params}
 
 
 def run(args) -> int:
     from flowforge.experiments.registry import reproduce_function
 
+    for flag, value in (("--steps", args.steps), ("--fid-samples", args.fid_samples)):
+        if value is not None and value < 1:
+            raise FlowforgeError(f"{flag} {value}: expected at least 1")
+    if args.minutes is not None and not 0 < args.minutes < float("inf"):
+        raise FlowforgeError(f"--minutes {args.minutes}: expected a finite number > 0")
     out = args.out_dir or f"runs/{args.name}"
     kwargs = {"steps": args.steps, "minutes": args.minutes}
     if args.config:
@@ -18,7 +40,9 @@ def run(args) -> int:
         kwargs["profile"] = args.profile
     if args.fid_samples:
         kwargs["fid_samples"] = args.fid_samples
-    print(reproduce_function(args.name)(out, data_dir=args.data_dir, progress=not args.no_progress, **kwargs))
+    function = reproduce_function(args.name)
+    kwargs = _accepted(args.name, function, kwargs)
+    print(function(out, data_dir=args.data_dir, progress=not args.no_progress, **kwargs))
     tables = sorted(Path(out).glob("results*.md"), key=lambda f: f.stat().st_mtime)
     print(f"table written to {tables[-1] if tables else Path(out) / 'results.md'}")
     return 0

@@ -3,11 +3,42 @@ and the 2-D density figure)."""
 
 from __future__ import annotations
 
+import math
+import sys
 from pathlib import Path
 
 import torch
 
-from flowforge.errors import FlowforgeError
+from flowforge.errors import ConfigError, FlowforgeError
+
+
+def _class_edit(text: str, dataset: str) -> tuple[int, int]:
+    """--class-edit FROM:TO as two class indices of `dataset`, else ConfigError."""
+    from flowforge.data import CLASS_NAMES
+
+    parts = text.split(":")
+    try:
+        src, dst = (int(v) for v in parts) if len(parts) == 2 else (None, None)
+    except ValueError:
+        src = dst = None
+    if src is None:
+        raise ConfigError(f"--class-edit {text!r}: expected FROM:TO, two class indices, e.g. 1:7")
+    classes = len(CLASS_NAMES.get(dataset, ()))
+    for value in (src, dst):
+        if not 0 <= value < classes:
+            raise ConfigError(f"--class-edit {text!r}: class {value} out of range; {dataset} has classes 0 to {classes - 1}")
+    if src == dst:
+        raise ConfigError(f"--class-edit {text!r}: FROM and TO must be different classes")
+    return src, dst
+
+
+def _check_args(args) -> None:
+    if args.n < 1:
+        raise ConfigError(f"--n {args.n}: expected at least 1 sample")
+    if not (math.isfinite(args.temperature) and args.temperature >= 0):
+        raise ConfigError(f"--temperature {args.temperature}: expected a finite number >= 0")
+    if args.pairs < 1:
+        raise ConfigError(f"--pairs {args.pairs}: expected at least 1")
 
 
 def run(args) -> int:
@@ -16,6 +47,11 @@ def run(args) -> int:
     from flowforge.training.runs import RunPaths, load_trained, select_device
     from flowforge.viz import image_figures
 
+    from flowforge.training.runs import read_run_config
+
+    _check_args(args)
+    if args.class_edit:
+        class_edit = _class_edit(args.class_edit, read_run_config(args.run_dir).data.dataset)
     device = select_device(args.device or "auto")
     cfg, model, _ = load_trained(args.run_dir, which=args.checkpoint, device=device)
     samples_dir = RunPaths(Path(args.run_dir)).samples
@@ -27,6 +63,9 @@ def run(args) -> int:
         gen = torch.Generator(device=device).manual_seed(args.seed)
         with torch.no_grad():
             points = model.sample(args.n, args.temperature, generator=gen).cpu()
+        bad = int((~torch.isfinite(points).reshape(len(points), -1).all(dim=1)).sum())
+        if bad:
+            print(f"warning: {bad} of {args.n} samples are non-finite (NaN or inf)", file=sys.stderr)
         out = Path(args.out) if args.out else samples_dir / f"samples-T{args.temperature:g}.pt"
         out.parent.mkdir(parents=True, exist_ok=True)
         torch.save(points, out)
@@ -40,7 +79,7 @@ def run(args) -> int:
             written.append(image_figures.interpolation_figure(model, samples_dir / "interpolation.png",
                                                               source.split("test"), args.pairs, args.seed))
         if args.class_edit:
-            src, dst = (int(v) for v in args.class_edit.split(":"))
+            src, dst = class_edit
             written.append(image_figures.class_edit_figure(model, samples_dir / f"class-edit-{src}-to-{dst}.png",
                                                            source.split("test"), src, dst, args.pairs))
     write_report(args.run_dir)

@@ -54,7 +54,9 @@ def load_digits_splits(seed: int = 0, dequantise: bool = True) -> ArraySplits:
     try:
         from sklearn.datasets import load_digits
     except ImportError:
-        raise ImportError("the digits benchmark needs scikit-learn: pip install flowforge[tabular]") from None
+        from flowforge.errors import MissingDependencyError
+
+        raise MissingDependencyError("the digits data set needs scikit-learn: pip install 'flowforge[tabular]'") from None
     values = load_digits().data.astype(np.float64)
     if values.shape != (sum(DIGITS_SPLIT_SIZES), DIGITS_DIM):
         raise RuntimeError(f"sklearn digits: expected shape {(sum(DIGITS_SPLIT_SIZES), DIGITS_DIM)}, "

@@ -50,8 +50,13 @@ def save_worst_images(result: AttackResult, inverse_of_forward, path: Path, n_bi
     order = result.final.nan_to_num(nan=float("inf"), posinf=float("inf")).argsort(descending=True)[:k]
     with torch.no_grad():
         rebuilt = inverse_of_forward(result.x_attacked[order])
-    rows = [_displayable(t, n_bits) for t in (result.x_natural[order], result.x_attacked[order], rebuilt)]
-    return save_rows(rows, path, labels=["natural", "attacked", "F^-1(F(x'))"])
+    from flowforge.viz.nonfinite import mark, non_finite_rows, record, same_channels
+
+    tensors = (result.x_natural[order], result.x_attacked[order], rebuilt)
+    rows = same_channels([mark(_displayable(t, n_bits).cpu(), non_finite_rows(t)) for t in tensors])
+    out = save_rows(rows, path, labels=["natural", "attacked", "F^-1(F(x'))"])
+    record(out, int(non_finite_rows(rebuilt).sum()), len(rebuilt), what="reconstructions")
+    return out
 
 
 def summarise(result: AttackResult) -> dict:

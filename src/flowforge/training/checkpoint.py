@@ -6,6 +6,7 @@ Layout of a checkpoint directory ``PATH``::
     PATH/ema.safetensors     EMA model's state_dict(), when one was given
     PATH/state.json          the JSON-serialisable run state (step, config, metrics, ...)
     PATH/optimizer.pt        {"optimizer": optimizer.state_dict(), **extra_tensors}, when given
+    PATH/checksums.json      sha256 of each file above, written last; verified on load (checksums.py)
 
 A save is written into the sibling ``.PATH.tmp-<pid>`` and swapped in with two renames
 (``PATH -> .PATH.old``, ``.PATH.tmp-<pid> -> PATH``), because POSIX cannot rename a directory
@@ -27,6 +28,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from flowforge.errors import CheckpointError, NonFiniteError
+from flowforge.training.checksums import verify_checksums, write_checksums
 
 __all__ = ["save_checkpoint", "load_checkpoint", "checkpoint_exists"]
 
@@ -162,6 +164,7 @@ def save_checkpoint(
                 payload["optimizer"] = optimizer.state_dict()
             torch.save(payload, tmp / OPTIMIZER_FILE)
             written.append(tmp / OPTIMIZER_FILE)
+        written.append(write_checksums(tmp, [f.name for f in written]))
         for f in written:
             _fsync_file(f)
         _fsync_dir(tmp)
@@ -264,6 +267,7 @@ def load_checkpoint(
                 raise CheckpointError(f"checkpoint at {path} is incomplete: {name} is missing")
         raise CheckpointError(f"checkpoint at {path} is unreadable")  # unreachable in practice
     device = str(torch.device(map_location))
+    verify_checksums(root, (MODEL_FILE, EMA_FILE, STATE_FILE, OPTIMIZER_FILE))
 
     state_file = root / STATE_FILE
     try:

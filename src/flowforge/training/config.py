@@ -137,6 +137,13 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
     raise ConfigError(f"{where}: expected {kind.__name__}, got {type(value).__name__} {value!r}")
 
 
+# sizes and counts of model constructors: 0 or less would build an empty or broken model
+POSITIVE_MODEL_OPTIONS = frozenset({"levels", "depth", "hidden", "layers", "blocks", "channels", "latent_dim",
+                                    "st_blocks", "st_hidden", "pq_blocks", "pq_hidden", "scales", "u_dim", "u_channels",
+                                    "glow_hidden", "second_stage_width", "train_samples", "valid_samples",
+                                    "test_samples", "test_repeats"})
+
+
 def _build_model(values: dict, source: str) -> ModelConfig:
     values = dict(values)
     name = values.pop("name", ModelConfig.name)
@@ -154,6 +161,9 @@ def _build_model(values: dict, source: str) -> ModelConfig:
         value = _coerce(value, defaults[key], where)
         if key in choices and value not in choices[key]:
             raise ConfigError(f"{where}: expected one of {list(choices[key])}, got {value!r}")
+        if key in POSITIVE_MODEL_OPTIONS and any(v < 1 for v in (value if isinstance(value, (list, tuple)) else [value])
+                                                 if isinstance(v, (int, float))):
+            raise ConfigError(f"{where}: expected a positive integer (a size or count), got {value!r}")
         options[key] = value
     return ModelConfig(name=name, options=options)
 
@@ -210,9 +220,13 @@ def load_config(path: str | Path | None, overrides: list[str] = (), base: dict |
         if not path.is_file():
             raise ConfigError(f"{source}: no such config file")
         try:
-            raw = tomllib.loads(path.read_text())
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as err:
             raise ConfigError(f"{source}: invalid TOML: {err}") from None
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{source}: not UTF-8 text (byte {err.start}): a config is a UTF-8 TOML file") from None
+        except OSError as err:
+            raise ConfigError(f"{source}: cannot read: {err.strerror}") from None
     else:
         source = "<resolved config>"
         raw = {k: dict(v) for k, v in (base or {}).items()}

@@ -13,7 +13,6 @@ import torch
 
 from flowforge.data.arrays import ArraySplits
 from flowforge.data.images import CLASS_NAMES, ImageSplit, load_image_split
-from flowforge.data.quantisation import to_uint8
 from flowforge.data.registry import dataset_kind
 from flowforge.evaluation.bits_per_dim import evaluate_bpd
 from flowforge.evaluation.importance import evaluate_importance
@@ -60,7 +59,12 @@ class ImageSource:
         device = next(model.parameters()).device
         context = torch.arange(n, device=device) % model.num_classes if getattr(model, "num_classes", 0) else None
         x = model.sample(n, temperature=temperature, context=context, generator=generator)
-        return save_image(to_uint8(x, model.n_bits).cpu(), path.with_suffix(".png"))
+        from flowforge.viz.nonfinite import record, show  # non-finite samples: marked and counted
+
+        images, bad = show(x, model.n_bits)
+        out = save_image(images, path.with_suffix(".png"))
+        record(out, bad, n)
+        return out
 
 
 class ArraySource:

@@ -37,13 +37,15 @@ class DistributedTrainer(Trainer):
         self.ema.copy_from(self.model)
 
     def _train_step(self, step: int) -> dict | None:
-        images = self._batch(step)[0]  # the global batch, identical on every rank
-        gen = _seeded(self.cfg.train.seed, 4, step, device=self.device)
+        draw = step + self.state.draws_skipped  # a skipped step moves past its batch and noise
+        images = self._batch(draw)[0]  # the global batch, identical on every rank
+        gen = _seeded(self.cfg.train.seed, 4, draw, device=self.device)
         for group in self.optimizer.param_groups:
             group["lr"] = self._lr(step)
         self.model.train()
         begin_training_step(self.speed)
         x = sharded_input(self.model, images, gen, self.info)
+        self._mid_update = True  # until fit() counts the step
         loss = distributed_step(self.ddp, self.optimizer, x, self.cfg.train.grad_clip)
         if loss is None:
             return None

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from flowforge.errors import DataError
+from flowforge.errors import ConfigError, DataError
 from flowforge.training.checkpoint import checkpoint_exists, load_checkpoint
 from flowforge.training.config import load_config
 from flowforge.training.data_sources import make_source
@@ -41,7 +41,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", command: str = "", da
     cfg, model, state = load_trained(run_dir, which=which, device=device)
     if importance_samples or repeats:  # models trained by an ELBO (LGF): K and repeats of the IS estimate
         if not hasattr(model, "test_samples"):
-            raise ValueError("--importance-samples / --repeats apply only to models trained by an ELBO (lgf-*)")
+            raise ConfigError("--importance-samples / --repeats apply only to models trained by an ELBO (lgf-*)")
         model.test_samples = importance_samples or model.test_samples
         model.test_repeats = repeats or model.test_repeats
     source = make_source(cfg, data_dir)

@@ -61,6 +61,13 @@ def write_report(run_dir: str | Path) -> Path:
         lines += ["## Last logged training window", "",
                   f"- step {last_row['step']}: train {METRIC_NAMES[metric]} {last_row['train_' + metric]}, "
                   f"{float(last_row['examples_per_s']):.0f} examples/s", ""]
+    from flowforge.viz.nonfinite import recorded  # figures with NaN / inf samples (marked red in them)
+
+    broken = recorded(root)
+    if broken:
+        lines += ["## Non-finite samples", ""] + [
+            f"- {p.relative_to(root)}: **{n} of {total}** samples non-finite (NaN or inf), drawn as red cells with a cross"
+            for p, n, total in broken] + [""]
     images = sorted(p.relative_to(root) for p in root.rglob("*.png"))
     if images:
         lines += ["## Images", ""] + [f"- [{p}]({p})" for p in images[-12:]] + [""]

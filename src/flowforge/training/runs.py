@@ -75,7 +75,12 @@ def build_model(cfg: RunConfig, data_args: dict) -> FlowModel:
                           "(use 0 for an unconditional model)")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.train.seed)
-        return create(cfg.model.name, **options, **data_args)
+        try:
+            return create(cfg.model.name, **options, **data_args)
+        except ValueError as err:  # options that do not fit the data (e.g. more levels than the image allows)
+            if isinstance(err, ConfigError):
+                raise
+            raise ConfigError(f"model {cfg.model.name!r} on {cfg.data.dataset}: {err}") from None
 
 
 def _data_args(stored: dict) -> dict:
@@ -101,6 +106,9 @@ def load_trained(run_dir: str | Path, which: str = "best", device: str | torch.d
     if not checkpoint_exists(ckpt):
         raise CheckpointError(f"{ckpt}: no checkpoint in run directory {paths.root}")
     state = load_checkpoint(ckpt, map_location="cpu")
+    for key, kind in (("config", dict), ("model_data_args", dict), ("step", int)):
+        if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool):
+            raise CheckpointError(f"{ckpt}/state.json: '{key}' is missing or not a {kind.__name__}")
     stored = config_from_dict(state["config"], source=f"{ckpt}/state.json")
     model = build_model(stored, _data_args(state["model_data_args"]))
     weights = ckpt / "ema.safetensors"

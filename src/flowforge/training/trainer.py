@@ -4,9 +4,16 @@ Determinism: the batch order of epoch e is a permutation drawn from (seed, e) an
 dequantisation noise of step s from (seed, s), so a run resumed from its checkpoint at step s
 continues exactly as the uninterrupted run would have (same weights, same metrics).
 
-Non-finite handling: a step whose loss or gradient norm is not finite is skipped; after
-`nonfinite_patience` consecutive skipped steps the run rolls back to its last checkpoint and
-multiplies the learning rate by `lr_backoff`. A non-finite weight is never saved.
+Non-finite handling: a step whose loss or gradient norm is not finite is skipped and moves past
+its batch and noise (they are drawn from the draw index, step + draws_skipped, and draws_skipped
+is part of the saved state, so resumed runs stay exact); after `nonfinite_patience` consecutive
+skipped steps the run rolls back to its last checkpoint and multiplies the learning rate by
+`lr_backoff`. After MAX_ROLLBACKS_WITHOUT_PROGRESS rollbacks to the same checkpoint the run stops
+with a NonFiniteError. A non-finite weight is never saved.
+
+Interrupts: SIGINT and SIGTERM take effect between steps (interrupts.py): the step under way
+completes, a consistent checkpoint is written and TrainingInterrupted is raised. A run directory
+is locked (run_lock.py) while a Trainer writes it.
 
 Model selection: every `eval_every` steps the EMA weights are scored on the validation split
 (bits/dim for images, NLL for flat data); the best is saved as checkpoints/best. With
@@ -28,6 +35,8 @@ from flowforge.errors import CheckpointError, ConfigError, NonFiniteError
 from flowforge.training.checkpoint import checkpoint_exists, load_checkpoint, save_checkpoint
 from flowforge.training.config import RunConfig, dump_toml
 from flowforge.training.ema import EMA
+from flowforge.training.interrupts import StepBoundaryInterrupts, TrainingInterrupted
+from flowforge.training.run_lock import RunLock
 from flowforge.training.metrics import MetricsLog
 from flowforge.training.report import write_report
 from flowforge.training.data_sources import make_source
@@ -37,6 +46,7 @@ from flowforge.training.sync_free import MaskedUpdate
 
 VALIDATION_SEED = 1234
 SAMPLE_SEED = 4321
+MAX_ROLLBACKS_WITHOUT_PROGRESS = 8
 
 
 @dataclass
@@ -53,6 +63,34 @@ class TrainState:
     wall_seconds: float = 0.0
     rollbacks: int = 0
     skipped_steps: int = 0
+    draws_skipped: int = 0  # batches (and noise draws) passed over by skipped steps: draw = step + draws_skipped
+    rollback_step: int = -1  # the checkpoint step of the latest rollback
+    rollback_streak: int = 0  # consecutive rollbacks to rollback_step (no checkpoint progress)
+
+
+def _checked_state(saved: dict, path: Path) -> dict:
+    """The TrainState fields of a checkpoint's state.json, each of the right type and range, else
+    CheckpointError naming the file and the field."""
+    out = {}
+    for key, default in asdict(TrainState()).items():
+        if key not in saved:
+            continue
+        value = saved[key]
+        kind = type(default)
+        ok = (isinstance(value, str) if kind is str else
+              isinstance(value, int) and not isinstance(value, bool) if kind is int else
+              isinstance(value, (int, float)) and not isinstance(value, bool))
+        if not ok:
+            raise CheckpointError(f"{path}/state.json: '{key}' must be {kind.__name__}, got {value!r}")
+        low = -1 if key in ("best_step", "last_valid_step", "rollback_step") else 0
+        if kind is int and value < low:
+            raise CheckpointError(f"{path}/state.json: '{key}' must be >= {low}, got {value!r}")
+        if key in ("elapsed_seconds", "wall_seconds") and not 0 <= value < math.inf:
+            raise CheckpointError(f"{path}/state.json: '{key}' must be a finite number >= 0, got {value!r}")
+        if key == "lr_scale" and not 0 < value < math.inf:
+            raise CheckpointError(f"{path}/state.json: 'lr_scale' must be a finite number > 0, got {value!r}")
+        out[key] = value
+    return out
 
 
 def _seeded(seed: int, *parts: int, device: torch.device) -> torch.Generator:
@@ -135,7 +173,7 @@ class Trainer:
     def _restore(self, path: Path) -> None:
         saved = load_checkpoint(path, model=self.model, ema=self.ema.shadow, optimizer=self.optimizer,
                                 map_location=str(self.device))
-        self.state = TrainState(**{k: saved[k] for k in asdict(TrainState()) if k in saved})
+        self.state = TrainState(**_checked_state(saved, path))
         if self._masked is not None:
             self._masked.reset()
         if not is_initialized(self.model):
@@ -148,9 +186,18 @@ class Trainer:
                 "before the first checkpoint; lower train.lr or raise train.warmup_steps"
             )
         lr_scale, rollbacks, skipped = self.state.lr_scale, self.state.rollbacks, self.state.skipped_steps
+        draws_skipped, rollback_step, streak = self.state.draws_skipped, self.state.rollback_step, self.state.rollback_streak
         self._restore(self.paths.last)
         self.state.lr_scale = lr_scale * self.cfg.train.lr_backoff
         self.state.rollbacks, self.state.skipped_steps = rollbacks + 1, skipped
+        self.state.draws_skipped = draws_skipped  # the rolled-back steps draw fresh batches and noise
+        streak = streak + 1 if rollback_step == self.state.step else 1
+        self.state.rollback_step, self.state.rollback_streak = self.state.step, streak
+        if streak > MAX_ROLLBACKS_WITHOUT_PROGRESS:
+            raise NonFiniteError(
+                f"training makes no progress: rolled back {streak} times to the checkpoint at step "
+                f"{self.state.step} and the loss is still non-finite (learning rate scale {lr_scale:g}); "
+                f"the run in {self.paths.root} stops at that checkpoint: lower train.lr or check the data")
         tqdm.write(f"rolled back to step {self.state.step}; learning rate scale now {self.state.lr_scale:g}")
         log.log(self.state.step, "rollback", lr=self.cfg.train.lr * self.state.lr_scale)
 
@@ -212,6 +259,7 @@ class Trainer:
         clip = self.cfg.train.grad_clip
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip if clip > 0 else math.inf)
         ok = torch.isfinite(out["loss"]) & torch.isfinite(norm)
+        self._mid_update = True
         self._masked.apply(ok, lambda: (self.optimizer.step(), self.ema.update(self.model, step)))
         if self._at_boundary(step + 1) and not self._masked.settle():
             return None  # fit() then counts skipped steps up to nonfinite_patience and rolls back
@@ -220,8 +268,9 @@ class Trainer:
     def _train_step(self, step: int) -> dict | None:
         if self._masked is not None and self._masked.failed:
             return None  # a failed step awaits the rollback (see sync_free.py)
-        batch = self._batch(step)
-        gen = _seeded(self.cfg.train.seed, 4, step, device=self.device)
+        draw = step + self.state.draws_skipped  # a skipped step moves past its batch and noise
+        batch = self._batch(draw)
+        gen = _seeded(self.cfg.train.seed, 4, draw, device=self.device)
         for group in self.optimizer.param_groups:
             group["lr"] = self._lr(step)
         self.model.train()
@@ -238,13 +287,31 @@ class Trainer:
         if not torch.isfinite(norm):
             self.optimizer.zero_grad(set_to_none=True)
             return None
+        self._mid_update = True  # until fit() counts the step: weights and step counter disagree
         self.optimizer.step()
         self.ema.update(self.model, step)
         return out
 
     def fit(self, resume: bool = False) -> TrainState:
-        """Train until train.max_steps or the train.max_minutes budget (summed over resumes)."""
+        """Train until train.max_steps or the train.max_minutes budget (summed over resumes).
+
+        Holds the run directory's lock throughout; SIGINT / SIGTERM stop it at a step boundary
+        with a consistent checkpoint (TrainingInterrupted)."""
+        with RunLock(self.paths.root), StepBoundaryInterrupts() as interrupts:
+            return self._fit(resume, interrupts)
+
+    def _stop_if_interrupted(self, interrupts: StepBoundaryInterrupts, log: MetricsLog) -> None:
+        """Between steps: on a pending signal save a consistent checkpoint and raise TrainingInterrupted."""
+        if not interrupts.requested:
+            return
+        self._checkpoint(log)
+        log.close()
+        write_report(self.paths.root)
+        raise TrainingInterrupted(interrupts.signum, self.state.step, self.paths.root)
+
+    def _fit(self, resume: bool, interrupts: StepBoundaryInterrupts) -> TrainState:
         cfg, paths = self.cfg, self.paths
+        self._mid_update = False
         paths.root.mkdir(parents=True, exist_ok=True)
         if resume:
             if not checkpoint_exists(paths.last):
@@ -270,6 +337,7 @@ class Trainer:
         try:
             while (self.state.step < cfg.train.max_steps and self.state.elapsed_seconds < budget
                    and not self._patience_exhausted()):
+                self._stop_if_interrupted(interrupts, log)
                 out = self._train_step(self.state.step)
                 now = time.perf_counter()
                 self.state.elapsed_seconds += now - clock
@@ -277,6 +345,8 @@ class Trainer:
                 if out is None:
                     bad += 1
                     self.state.skipped_steps += 1
+                    self.state.draws_skipped += 1
+                    self._mid_update = False
                     if bad >= cfg.train.nonfinite_patience:
                         self._rollback(log)
                         bad = 0
@@ -284,6 +354,7 @@ class Trainer:
                     continue
                 bad = 0
                 self.state.step += 1
+                self._mid_update = False
                 bar.update(1)
                 window_loss = window_loss + out["loss"].detach()  # summed on the device: no per-step sync
                 window_metric = window_metric + out[metric]
@@ -311,12 +382,16 @@ class Trainer:
                 clock = time.perf_counter()  # evaluation and saving are not training time
         except KeyboardInterrupt:
             bar.close()
-            self._checkpoint(log)  # batches and noise follow from the step, so any step resumes exactly
+            if self._mid_update:  # weights already hold a step the counter does not: keep the last checkpoint
+                tqdm.write(f"interrupted inside step {self.state.step}: not saved; the last checkpoint stands")
+            else:
+                self._checkpoint(log)  # batches and noise follow from the step, so any step resumes exactly
             log.close()
             write_report(paths.root)
             raise
         finally:
             bar.close()
+        self._stop_if_interrupted(interrupts, log)
         if self._masked is not None and not self._masked.settle():
             self._rollback(log)  # a failure in the last unchecked steps of a time budget: end at the checkpoint
         if self.state.last_valid_step != self.state.step:

@@ -11,6 +11,7 @@ from flowforge.data.images import ImageSplit
 from flowforge.data.quantisation import to_model_space, to_uint8
 from flowforge.models.latent_ops import attribute_direction, interpolate, manipulate
 from flowforge.viz.grid import save_image, save_rows
+from flowforge.viz.nonfinite import record, same_channels, show
 
 SWEEP_TEMPERATURES = (0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)  # the public Glow code's grid
 EDIT_ALPHAS = (-1.0, -0.5, 0.0, 0.5, 1.0, 1.5)
@@ -29,6 +30,14 @@ def _show(model, x: torch.Tensor) -> torch.Tensor:
     return to_uint8(x, model.n_bits).cpu()
 
 
+def _save_rows(model, frames: list[torch.Tensor], path: Path, labels=None) -> Path:
+    """save_rows of model-space frames, non-finite samples marked and recorded (viz/nonfinite.py)."""
+    shown = [show(f, model.n_bits) for f in frames]
+    out = save_rows(same_channels([images for images, _ in shown]), path, labels)
+    record(out, sum(bad for _, bad in shown), sum(len(f) for f in frames))
+    return out
+
+
 def _cell_centres(model, images: torch.Tensor) -> torch.Tensor:
     """Real images in model space at the centres of their dequantisation cells (deterministic)."""
     return to_model_space(images.to(_device(model)), model.n_bits) + 0.5 / 2**model.n_bits
@@ -37,7 +46,10 @@ def _cell_centres(model, images: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def sample_grid(model, path: Path, n: int, temperature: float, seed: int) -> Path:
     gen = torch.Generator(device=_device(model)).manual_seed(seed)
-    return save_image(_show(model, model.sample(n, temperature, _labels(model, n), gen)), path)
+    images, bad = show(model.sample(n, temperature, _labels(model, n), gen), model.n_bits)
+    out = save_image(images, path)
+    record(out, bad, n)
+    return out
 
 
 @torch.no_grad()
@@ -46,8 +58,8 @@ def temperature_sweep(model, path: Path, seed: int, per_row: int = 10) -> Path:
     rows = []
     for t in SWEEP_TEMPERATURES:
         gen = torch.Generator(device=_device(model)).manual_seed(seed)
-        rows.append(_show(model, model.sample(per_row, t, _labels(model, per_row), gen)))
-    return save_rows(rows, path, [f"T={t:g}" for t in SWEEP_TEMPERATURES])
+        rows.append(model.sample(per_row, t, _labels(model, per_row), gen))
+    return _save_rows(model, rows, path, [f"T={t:g}" for t in SWEEP_TEMPERATURES])
 
 
 @torch.no_grad()
@@ -56,7 +68,7 @@ def interpolation_figure(model, path: Path, test: ImageSplit, pairs: int, seed: 
     pick = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[: 2 * pairs]
     x = _cell_centres(model, test.images[pick])
     frames = interpolate(model, x[:pairs], x[pairs:], steps=steps)
-    return save_rows([_show(model, f) for f in frames], path)
+    return _save_rows(model, list(frames), path)
 
 
 @torch.no_grad()
@@ -69,4 +81,4 @@ def class_edit_figure(model, path: Path, test: ImageSplit, source: int, target: 
     direction = attribute_direction(model, x_ref, test.labels[:n_ref].to(x_ref.device), source, target)
     chosen = _cell_centres(model, test.images[test.labels == source][:count])
     frames = manipulate(model, chosen, direction, EDIT_ALPHAS)
-    return save_rows([_show(model, f) for f in frames], path, [f"#{i}" for i in range(len(frames))])
+    return _save_rows(model, list(frames), path, [f"#{i}" for i in range(len(frames))])

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from flowforge.data.quantisation import to_uint8
 from flowforge.viz.grid import save_rows
+from flowforge.viz.nonfinite import record, same_channels, show
 
 
 @torch.no_grad()
@@ -23,8 +23,7 @@ def glow_vs_vae_figure(model, path: str | Path, rows: int = 8, glow_draws: int =
     z = model.sample_latents(rows, generator=gen)
     columns = [model.decode_latents(z, use_glow=False)]
     columns += [model.decode_latents(z, temperature, gen) for _ in range(glow_draws)]
-    images = torch.stack([to_uint8(c, model.n_bits).cpu() for c in columns], dim=1)  # (rows, 1 + draws, C, H, W)
-    return save_rows(list(images), path)
+    return _save_columns(columns, model.n_bits, path)  # rows of 1 + draws images
 
 
 @torch.no_grad()
@@ -35,5 +34,13 @@ def latent_interpolation_figure(model, path: str | Path, pairs: int = 4, steps: 
     gen = torch.Generator(device=device).manual_seed(seed)
     z_a, z_b = model.sample_latents(pairs, generator=gen), model.sample_latents(pairs, generator=gen)
     frames = [model.decode([(1 - t) * z_a + t * z_b]) for t in torch.linspace(0, 1, steps).tolist()]
-    images = torch.stack([to_uint8(f, model.n_bits).cpu() for f in frames], dim=1)
-    return save_rows(list(images), path)
+    return _save_columns(frames, model.n_bits, path)
+
+
+def _save_columns(columns: list[torch.Tensor], n_bits: int, path) -> Path:
+    """Columns of model-space images as rows of a figure; non-finite samples marked and recorded."""
+    shown = [show(c, n_bits) for c in columns]
+    images = torch.stack(same_channels([s for s, _ in shown]), dim=1)  # (rows, columns, C, H, W)
+    out = save_rows(list(images), path)
+    record(out, sum(bad for _, bad in shown), sum(len(c) for c in columns))
+    return out
