@@ -33,12 +33,16 @@ for _module in ("builtins", "__builtin__"):  # __builtin__: pickles written by P
         _ALLOWED[(_module, _name)] = _obj
 
 
+class _Refused(pickle.UnpicklingError):
+    """The pickle asks for a global outside the allowed set."""
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         try:
             return _ALLOWED[(module, name)]
         except KeyError:
-            raise pickle.UnpicklingError(
+            raise _Refused(
                 f"refusing to load the global {module}.{name} (only dict, list, bytes, str, int and numpy arrays "
                 "are allowed)"
             ) from None
@@ -59,6 +63,8 @@ def load_restricted_pickle(path: Path, encoding: str = "bytes") -> Any:
         raise DataError(f"{path}: cannot read ({e.strerror or e})") from e
     try:
         return _RestrictedUnpickler(io.BytesIO(data), encoding=encoding).load()
+    except _Refused as e:
+        raise DataError(f"{path}: {e}") from None
     except pickle.UnpicklingError as e:
         raise DataError(f"{path}: not a valid pickle: {e}") from e
     except EOFError:
