@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from flowforge.data.celeba_lists import PARTITION_CODES, CelebAAttributes, read_attributes, read_partition
 from flowforge.data.locate import cache_dir, find_dataset_dir
@@ -45,6 +44,8 @@ _PARTITION, _ATTRIBUTES = "list_eval_partition.txt", "list_attr_celeba.txt"
 
 def preprocess_celeba(path: Path) -> np.ndarray:
     """One aligned CelebA JPEG as uint8 (3, 64, 64) RGB: crop `CROP_BOX`, BOX-resize to 64x64."""
+    from PIL import Image  # only when decoding: importing flowforge.data stays light
+
     try:
         with Image.open(path) as im:
             if im.size != _ALIGNED_SIZE:

@@ -141,6 +141,7 @@ def find_dataset_dir(
             return found
         raise DataError(
             f"data_dir {data_dir} does not hold the {name} files ({layout.summary}); looked at: " + "; ".join(looked)
+            + f". Put them in {Path(data_dir) / name}"
         )
 
     env = os.environ.get(_ENV_VAR, "")
@@ -163,7 +164,8 @@ def find_dataset_dir(
             return folder
         looked.append(f"system: {_describe(folder, folder_missing)}")
 
-    fix = f"Fix: set {_ENV_VAR} (or pass --data-dir) to a folder holding {name}/ with {layout.summary}"
+    fix = (f"Fix: put {layout.summary} in {cache}, or set {_ENV_VAR} (or pass --data-dir) to a folder "
+           f"holding {name}/ with them")
     if layout.manual:
         raise DataError(f"{name} data not found; looked at: " + "; ".join(looked) + f". {fix}; {layout.manual}.")
     if not download:
