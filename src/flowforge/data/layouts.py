@@ -69,7 +69,7 @@ LAYOUTS: dict[str, Layout] = {
     "svhn": Layout(
         ("train_32x32.mat", "test_32x32.mat"),
         "train_32x32.mat and test_32x32.mat",
-        ("http://ufldl.stanford.edu/housenumbers/train_32x32.mat", "http://ufldl.stanford.edu/housenumbers/test_32x32.mat"),
+        tuple(f"http://ufldl.stanford.edu/housenumbers/{f}_32x32.mat" for f in ("train", "test")),
     ),
     "imagenet32": _imagenet(32),
     "imagenet64": _imagenet(64),

@@ -40,7 +40,8 @@ def read_svhn(folder: Path, which: str) -> tuple[torch.Tensor, torch.Tensor]:
     path = folder / _FILES[which]
     mat = _loadmat(path)
     if "X" not in mat or "y" not in mat:
-        raise DataError(f"{path}: expected the variables X and y, found {sorted(k for k in mat if not k.startswith('__'))}")
+        found = sorted(k for k in mat if not k.startswith("__"))
+        raise DataError(f"{path}: expected the variables X and y, found {found}")
     x, y = mat["X"], np.asarray(mat["y"])
     if x.dtype != np.uint8 or x.ndim != 4 or x.shape[:3] != (32, 32, 3):
         raise DataError(f"{path}: X must be uint8 (32, 32, 3, N), got {x.dtype} {x.shape}")
