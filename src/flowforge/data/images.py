@@ -1,7 +1,10 @@
-"""MNIST and Fashion-MNIST as uint8 image tensors with train / valid / test splits.
+"""Image data sets as uint8 image tensors with train / valid / test splits: MNIST and
+Fashion-MNIST (idx files, read here) and the colour sets CIFAR-10, SVHN, downsampled ImageNet
+32x32 / 64x64 and CelebA 64x64 (`readers`).
 
-"test" is the official t10k set; "valid" is ``n_valid`` examples held out of the official
-training set by a seeded random permutation, and "train" is the rest of it.
+"test" is the official test set (t10k for MNIST, val for ImageNet); "valid" is ``n_valid``
+examples held out of the official training set by a seeded random permutation, and "train" is
+the rest of it, except for CelebA, whose official partition gives all three.
 """
 
 from __future__ import annotations
@@ -13,13 +16,17 @@ from pathlib import Path
 
 import torch
 
+from flowforge.data.cifar10 import CIFAR10_CLASSES
 from flowforge.data.idx import read_idx
+from flowforge.data.imagenet_small import IMAGENET_CLASSES
 from flowforge.data.locate import find_dataset_dir
+from flowforge.data.quantisation import reduce_bits
+from flowforge.data.readers import OFFICIAL_SPLITS, read_official
 from flowforge.errors import DataError, ShapeError
 
 __all__ = ["CLASS_NAMES", "DATASETS", "SPLITS", "ImageSplit", "load_image_split"]
 
-DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist")
+DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist", "cifar10", "svhn", "imagenet32", "imagenet64", "celeba")
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 CLASS_NAMES: dict[str, tuple[str, ...]] = {
     "mnist": tuple(str(i) for i in range(10)),
@@ -35,6 +42,12 @@ CLASS_NAMES: dict[str, tuple[str, ...]] = {
         "Bag",
         "Ankle boot",
     ),
+    "cifar10": CIFAR10_CLASSES,
+    "svhn": tuple(str(i) for i in range(10)),
+    # the release's class index minus one; it ships no names
+    "imagenet32": tuple(str(i) for i in range(IMAGENET_CLASSES)),
+    "imagenet64": tuple(str(i) for i in range(IMAGENET_CLASSES)),
+    "celeba": (),  # no classes: the 40 attributes are in `celeba.load_celeba_attributes`
 }
 
 _FILES = {
@@ -45,7 +58,7 @@ _FILES = {
 
 @dataclass(frozen=True)
 class ImageSplit:
-    """One split of an image set: ``images`` uint8 (N, 1, H, W), ``labels`` int64 (N,)."""
+    """One split of an image set: ``images`` uint8 (N, C, H, W), ``labels`` int64 (N,)."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -114,12 +127,17 @@ def load_image_split(
     n_valid: int = 5000,
     seed: int = 0,
     download: bool = True,
+    n_bits: int = 8,
 ) -> ImageSplit:
-    """Load one split of MNIST or Fashion-MNIST as uint8 images (N, 1, 28, 28) and int64 labels.
+    """Load one split of an image set as uint8 images (N, C, H, W) and int64 labels (N,).
 
-    "test" is the official t10k set. "valid" holds ``n_valid`` examples of the official
-    training set picked by ``torch.randperm`` under a generator seeded with ``seed``; "train"
-    is the rest (disjoint from "valid", together all of it). Both keep file order.
+    Shapes: MNIST and Fashion-MNIST (1, 28, 28); CIFAR-10, SVHN, ImageNet32 (3, 32, 32);
+    ImageNet64 and CelebA (3, 64, 64), channels RGB.
+    "test" is the official test set (ImageNet: the official val set). "valid" holds ``n_valid``
+    examples of the official training set picked by ``torch.randperm`` under a generator seeded
+    with ``seed``; "train" is the rest (disjoint from "valid", together all of it). Both keep
+    file order. CelebA uses its official partition for all three; ``n_valid`` and ``seed`` do
+    not apply. ``n_bits < 8`` reduces the values to n bits (`quantisation.reduce_bits`).
     The data folder is found by ``find_dataset_dir(name, data_dir, download)``.
     """
     if name not in DATASETS:
@@ -128,13 +146,28 @@ def load_image_split(
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
     if isinstance(n_valid, bool) or not isinstance(n_valid, int) or n_valid < 0:
         raise ValueError(f"n_valid must be an int >= 0, got {n_valid!r}")
+    if isinstance(n_bits, bool) or not isinstance(n_bits, int) or not 1 <= n_bits <= 8:
+        raise ValueError(f"n_bits must be an int in 1..8, got {n_bits!r}")
 
     folder = find_dataset_dir(name, data_dir=data_dir, download=download)
-    if split == "test":
-        images, labels = _load_files(folder, name, "test")
-        return ImageSplit(images=images.clone(), labels=labels.long())
+    out = _split(name, split, folder, n_valid, seed)
+    return out if n_bits == 8 else ImageSplit(reduce_bits(out.images, n_bits), out.labels)
 
-    images, labels = _load_files(folder, name, "train")
+
+def _official(name: str, folder: Path, which: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """An official split's images and labels (shared, cached tensors: copy before handing out)."""
+    if name in OFFICIAL_SPLITS:
+        return read_official(name, folder, which)
+    return _load_files(folder, name, which)
+
+
+def _split(name: str, split: str, folder: Path, n_valid: int, seed: int) -> ImageSplit:
+    """``split`` taken from the official files: as published, or "valid" held out of "train"."""
+    if split == "test" or "valid" in OFFICIAL_SPLITS.get(name, ()):
+        images, labels = _official(name, folder, split)
+        return ImageSplit(images=images.clone(), labels=labels.to(torch.int64, copy=True))
+
+    images, labels = _official(name, folder, "train")
     n_train = labels.shape[0]
     if n_valid >= n_train:
         raise ValueError(f"n_valid must be < the {n_train} training examples of {name}, got {n_valid}")

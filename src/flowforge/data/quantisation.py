@@ -36,3 +36,13 @@ def to_uint8(x: Tensor, n_bits: int = 8) -> Tensor:
     n_bins = _check_bits(n_bits)
     k = torch.floor((x + 0.5) * n_bins).clamp(0, n_bins - 1)
     return (k * (256 // n_bins)).to(torch.uint8)
+
+
+def reduce_bits(x: Tensor, n_bits: int) -> Tensor:
+    """uint8 images reduced to n bits and kept as uint8: each value v becomes k * 2^(8-n) with
+    k = floor(v / 2^(8-n)) (`to_model_space` then `to_uint8`; 8 bits returns ``x`` unchanged).
+    `to_model_space(reduce_bits(x, n), n)` equals `to_model_space(x, n)`."""
+    _check_bits(n_bits)
+    if n_bits == 8:
+        return x
+    return to_uint8(to_model_space(x, n_bits), n_bits)
