@@ -21,7 +21,9 @@ The inverse solves the quadratic a xi^2 + b xi + c = 0 of appendix A (eqs. 6-8) 
     a = h_k (s_k - d_k) + (y - y_k) delta,   b = h_k d_k - (y - y_k) delta,   c = -s_k (y - y_k),
     delta = d_{k+1} + d_k - 2 s_k,
 
-taking the root xi = 2c / (-b - sqrt(b^2 - 4ac)), the form without cancellation.
+taking the root in [0, 1] as xi = 2c / (-b - sqrt(b^2 - 4ac)) when b >= 0, the form without
+cancellation there, and as the equal (sqrt(b^2 - 4ac) - b) / (2a) when b < 0 (a flat bin whose
+end derivatives are steep), where the first form would subtract two nearly equal numbers.
 """
 
 from __future__ import annotations
@@ -125,8 +127,15 @@ def rational_quadratic_spline(inputs: Tensor, unnormalized_widths: Tensor, unnor
         a = height * (slope - d_k) + dy * delta
         b = height * d_k - dy * delta
         c = -slope * dy
-        discriminant = (b.pow(2) - 4 * a * c).clamp_min(0)
-        xi = 2 * c / (-b - discriminant.sqrt())
+        root = (b.pow(2) - 4 * a * c).clamp_min(0).sqrt()
+        # two equal forms of the root in [0, 1], each free of cancellation on its side of b = 0
+        # (b > 0 whenever y = y_k; for b < 0, a >= |b| > 0); the unused one gets a safe denominator
+        positive = b >= 0
+        xi = torch.where(positive, 2 * c / torch.where(positive, -b - root, -torch.ones_like(b)),
+                         (root - b) / torch.where(positive, torch.ones_like(a), 2 * a))
+        # round-off can put xi just outside [0, 1] (e.g. at the top of a steep bin); keep the
+        # value in the bin, where the log-derivative below belongs, and the gradient unchanged
+        xi = xi - (xi - xi.clamp(0, 1)).detach()
         outputs = xi * width + x_k
     else:
         xi = (clamped - x_k) / width
