@@ -3,7 +3,7 @@
 
     forward:  z = x + u_hat tanh(w^T x + b),     log|det| = log|1 + u_hat^T w tanh'(w^T x + b)|
 
-The map is invertible when w^T u_hat >= -1; appendix A.1's reparameterisation of the free vector u,
+The map is invertible when w^T u_hat > -1; appendix A.1's reparameterisation of the free vector u,
 
     u_hat = u + (m(w^T u) - w^T u) w / ||w||^2,     m(a) = -1 + softplus(a),
 
@@ -11,9 +11,12 @@ gives w^T u_hat = m(w^T u) > -1, so the map is strictly increasing along w.
 
 Inverse: writing alpha = w^T x + b, the forward gives w^T z + b = alpha + (w^T u_hat) tanh(alpha),
 a scalar equation g(alpha) = 0 with g strictly increasing and its root within |w^T u_hat| of
-w^T z + b. It is solved in float64 by bisection on that bracket to a width below 1e-12 (at most
-64 halvings, then one Newton step), which leaves |alpha - alpha*| below 1e-12 * (1 + |alpha*|)
-in practice, far below float32 resolution. Then x = z - u_hat tanh(alpha). Gradients of the
+w^T z + b. It is solved in float64 by bisection on that bracket until it is narrower than
+`ROOT_TOLERANCE` (1 + |alpha|) = 1e-12 (1 + |alpha|) (at most 64 halvings), then one Newton step
+kept inside the bracket: |alpha - alpha*| <= 0.5e-12 (1 + |alpha*|), far below float32
+resolution. (The error of x is that divided by the slope g'(alpha), as for any solver: near the
+limit w^T u_hat -> -1 the map is nearly flat along w and x is ill-determined by z.)
+Then x = z - u_hat tanh(alpha). Gradients of the
 inverse flow through a final Newton step taken with autograd on (implicit differentiation:
 d alpha / d theta = -dg/d theta / g'(alpha)), so the root search itself is not differentiated.
 The inverse's log|det| is minus the forward's at x, i.e. -log g'(alpha).
