@@ -15,6 +15,12 @@ from flowforge.bijections.permutations import (
 from flowforge.bijections.reshape import Squeeze
 from flowforge.bijections.residual import ResidualBlock
 from flowforge.bijections.scale_functions import SCALE_FUNCTIONS
+from flowforge.bijections.householder import Householder
+from flowforge.bijections.planar import Planar
+from flowforge.bijections.radial import Radial
+from flowforge.bijections.rational_quadratic import RationalQuadraticSpline
+from flowforge.bijections.spline_autoregressive import SplineAutoregressive
+from flowforge.bijections.spline_coupling import SplineCoupling
 
 __all__ = [
     "ActNorm",
@@ -37,3 +43,5 @@ __all__ = [
     "is_initialized",
 ]
 __all__ += ["ResidualBlock"]  # residual flows
+__all__ += ["Householder", "Planar", "Radial"]  # variational-inference flows
+__all__ += ["RationalQuadraticSpline", "SplineAutoregressive", "SplineCoupling"]  # neural spline flows
