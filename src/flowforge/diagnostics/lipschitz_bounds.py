@@ -84,6 +84,7 @@ def scale_constants(name: str, scale_fn, h: Tensor) -> tuple[dict[str, float], l
         g = scale_fn(h)[0]
         (dg,) = torch.autograd.grad(g.sum(), h, retain_graph=True)  # elementwise: the diagonal
         (dinv,) = torch.autograd.grad((1.0 / g).sum(), h)
+    g = g.detach()
     local = {"c_g": g.max(), "c_dg": dg.abs().max(), "c_inv_g": (1.0 / g).max(), "c_dinv_g": dinv.abs().max()}
     known = GLOBAL_SCALE_CONSTANTS.get(name, (None,) * 4)
     out, local_names = {}, []
@@ -133,7 +134,7 @@ def _matrix_bound(block, channels: int, dtype: torch.dtype) -> BlockBound:
     return BlockBound(matrix_norm(w), matrix_norm(w_inv), "exact")
 
 
-def block_bound(block, x: Tensor, conv: str = "power") -> BlockBound:
+def block_bound(block, x: Tensor, conv: str = "operator") -> BlockBound:
     """The analytic bounds of `block` for inputs x (a batch of the block's forward inputs; used by
     the local bounds only). A block type without one gets inf, scope "none"."""
     if isinstance(block, Inverse):

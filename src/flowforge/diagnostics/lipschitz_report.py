@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from flowforge.bijections.base import Bijection, Chain
 from flowforge.bijections.residual import ResidualBlock, logdet_skipped
-from flowforge.diagnostics.jacobian import singular_value_extremes
+from flowforge.diagnostics.jacobian import EXACT_MAX_DIM, singular_value_extremes
 from flowforge.diagnostics.lipschitz_bounds import BOUNDED_TYPES, block_bound
 from flowforge.diagnostics.maps import invertible_map
 
@@ -38,6 +38,8 @@ RTOL = 1e-4
 def flow_blocks(module: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
     """(name, block) of every block with a bound (`BOUNDED_TYPES`) or other non-chain bijection
     inside `module`, in registration order; containers (chains, module lists, models) are opened."""
+    if not prefix and isinstance(module, BOUNDED_TYPES):
+        return [(type(module).__name__, module)]
     blocks = []
     for name, child in module.named_children():
         if isinstance(child, BOUNDED_TYPES) or (isinstance(child, Bijection) and not isinstance(child, Chain)):
@@ -48,23 +50,26 @@ def flow_blocks(module: nn.Module, prefix: str = "") -> list[tuple[str, nn.Modul
 
 
 def record_inputs(model: nn.Module, forward, x: Tensor) -> list[tuple[str, nn.Module, Tensor]]:
-    """(name, block, its input batch) for every block the forward map calls, in calling order
-    (the first call of each)."""
-    seen: dict[int, tuple[str, nn.Module, Tensor]] = {}
-    names = {id(b): n for n, b in flow_blocks(model)}
+    """(name, block, its input batch) for every call of a block by the forward map, in calling
+    order; a block called again (Glow's one squeeze at every level) is named "NAME (call k)"."""
+    calls: list[tuple[str, nn.Module, Tensor]] = []
+    blocks = flow_blocks(model)
+    names = {id(b): n for n, b in blocks}
+    counts: dict[int, int] = {}
 
     def hook(module, args, _output):
-        if id(module) not in seen:
-            seen[id(module)] = (names[id(module)], module, args[0].detach().clone())
+        k = counts[id(module)] = counts.get(id(module), 0) + 1
+        name = names[id(module)] + (f" (call {k})" if k > 1 else "")
+        calls.append((name, module, args[0].detach().clone()))
 
-    handles = [b.register_forward_hook(hook) for _, b in flow_blocks(model)]
+    handles = [b.register_forward_hook(hook) for _, b in blocks]
     try:
         with torch.no_grad():
             forward(x)
     finally:
         for h in handles:
             h.remove()
-    return list(seen.values())
+    return calls
 
 
 def _neumann_steps(lip_g: float, tol: float = 1e-10, cap: int = 2000) -> int:
@@ -82,7 +87,7 @@ def _holds(empirical: float, bound: float) -> bool | None:
     return bool(empirical <= bound * (1 + RTOL))
 
 
-def lipschitz_table(model: nn.Module, x: Tensor, iters: int = 20, conv: str = "power", seed: int = 0) -> dict:
+def lipschitz_table(model: nn.Module, x: Tensor, iters: int = 20, conv: str = "operator", seed: int = 0) -> dict:
     """Rows (one per block, then the whole flow) of analytic and empirical Lipschitz constants
     at the model-space inputs x, and the violations of the check."""
     model64 = copy.deepcopy(model).double().eval()
@@ -136,7 +141,7 @@ def render_markdown(r: dict) -> str:
     lines = [f"# Lipschitz bounds: {r.get('run_dir', '')}", "",
              f"Model `{r.get('model', '?')}`, checkpoint {r.get('checkpoint', '?')} (step {r.get('step', '?')}); "
              f"empirical constants at {r['examples']} examples of the {r.get('split', '?')} split "
-             f"(largest over them; exact SVD up to 128 dimensions, else {r['iters']} power iterations, a lower "
+             f"(largest over them; exact SVD up to {EXACT_MAX_DIM} dimensions, else {r['iters']} power iterations, a lower "
              f"estimate). Analytic: Behrmann et al. 2021, table 3 (`diagnostics/lipschitz_bounds.py`); "
              f"convolution norms by `{r['conv_norm']}`. Holds: empirical <= bound (1 + {r['rtol']:g}).", "",
              "| block | type | analytic fwd | empirical fwd | analytic inv | empirical inv | holds | scope |",
@@ -170,7 +175,7 @@ def _jsonable(v):
 
 def lipschitz_run(run_dir: str | Path, split: str = "test", examples: int = 4, out: str | Path | None = None,
                   data_dir: str | None = None, which: str = "best", seed: int = 0, iters: int = 20,
-                  conv: str = "power", command: str = "") -> dict:
+                  conv: str = "operator", command: str = "") -> dict:
     """The table for the run's `which` checkpoint (EMA weights) at the first `examples` of `split`;
     writes OUT/lipschitz.md and OUT/lipschitz.json (OUT defaults to RUN_DIR)."""
     from flowforge.diagnostics.during_training import model_inputs
