@@ -5,8 +5,9 @@ Empirical, per block and for the whole map F (`diagnostics.jacobian.singular_val
 float64 on a copy of the model): at each example's input x of the block, sigma_max(J_F(x))
 (forward) and 1 / sigma_min(J_F(x)) = sigma_max(J_F^-1(F(x))) (inverse); exact SVD for blocks of
 at most `jacobian.EXACT_MAX_DIM` dimensions, power iteration (a lower estimate) above. The
-largest over the examples is reported. A residual block's inverse is differentiated through
-enough fixed-point steps for its truncated Neumann series to reach 1e-10 (`_neumann_steps`).
+largest over the examples is reported. For power iteration, a residual block's inverse is
+differentiated through enough fixed-point steps for its truncated Neumann series to be within
+1e-6 (at most 300 steps; `_neumann_steps`).
 
 The whole flow's composed bound is the product over its blocks, forward and inverse separately;
 a block acting on part of the latent (after a multi-scale split) counts as max(1, bound), the
@@ -72,8 +73,12 @@ def record_inputs(model: nn.Module, forward, x: Tensor) -> list[tuple[str, nn.Mo
     return calls
 
 
-def _neumann_steps(lip_g: float, tol: float = 1e-10, cap: int = 2000) -> int:
-    return cap if not 0 < lip_g < 1 else min(cap, max(8, math.ceil(math.log(tol) / math.log(lip_g))))
+def _neumann_steps(block: ResidualBlock, lip_g: float, tol: float = 1e-6, cap: int = 300) -> int:
+    """Differentiated fixed-point steps for the inverse's Jacobian: its truncated Neumann series
+    is off by at most c^k / (1 - c); c >= 1 (no contraction by the bound) keeps the block's own."""
+    if not 0 < lip_g < 1:
+        return block.inverse_grad_steps
+    return min(cap, max(block.inverse_grad_steps, math.ceil(math.log(tol * (1 - lip_g)) / math.log(lip_g))))
 
 
 def _empirical(forward, inverse, x: Tensor, iters: int, gen: torch.Generator) -> tuple[float, float]:
@@ -103,7 +108,7 @@ def lipschitz_table(model: nn.Module, x: Tensor, iters: int = 20, conv: str = "o
         for name, block, xb in record_inputs(model64, forward, x64):
             bound = block_bound(block, xb, conv)
             if isinstance(block, ResidualBlock):
-                block.inverse_grad_steps = _neumann_steps(bound.terms["lip_g"])
+                block.inverse_grad_steps = _neumann_steps(block, bound.terms["lip_g"])
             emp_f, emp_i = _empirical(lambda v, b=block: b(v)[0], lambda v, b=block: b.inverse(v)[0], xb, iters, gen)
             partial = xb[0].numel() < dims
             fwd_total *= max(1.0, bound.forward) if partial else bound.forward
