@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from flowforge.commands import COMMAND_MODULES
+from flowforge.commands import COMMAND_MODULES, lipschitz
 from flowforge.errors import FlowforgeError
 from flowforge.training.interrupts import TrainingInterrupted
 
@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--device", choices=["auto", "cpu", "cuda"], help="overrides train.device")
     common.add_argument("--no-progress", action="store_true", help="no progress bars")
 
-    for module in COMMAND_MODULES:
+    for module in (*COMMAND_MODULES, lipschitz):
         module.add_parser(sub, common)
 
     from flowforge.bench.cli import add_bench_parser
