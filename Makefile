@@ -9,7 +9,7 @@ SHARED_DATA := $(abspath ../shared/data)
 export FLOWFORGE_DATA ?= $(if $(wildcard $(SHARED_DATA)/mnist),$(SHARED_DATA),)
 DEMO_DIR ?= runs/demo
 
-.PHONY: test demo install data clean
+.PHONY: test demo install data clean lint
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ install: $(BIN)/.installed
 
 data: install
 	$(BIN)/flowforge data mnist fashion-mnist
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
 
 test: data
 	$(BIN)/python -m pytest -q

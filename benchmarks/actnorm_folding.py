@@ -1,5 +1,5 @@
 """Training step of Glow (K=16, L=2, hidden 256, batch 64) with the coupling networks' actnorms
-folded into their convolutions (nets/glow_conv.py, the default) against the unfolded network of
+folded into their convolutions (bijections/glow_coupling_net.py, the default) against the unfolded network of
 the paper, the two interleaved in one process (benchmarks/README.md). Same function, float
 rounding aside; prints seconds per step and the speed-up.
 
@@ -13,8 +13,8 @@ import sys
 import torch
 
 from flowforge.bench.measure import Ratio, interleaved_seconds
+from flowforge.bijections.glow_coupling_net import GlowCouplingNet
 from flowforge.models.glow import Glow
-from flowforge.nets.glow_conv import GlowCouplingNet
 from flowforge.training.speed import SpeedOptions, apply_speed_options
 
 

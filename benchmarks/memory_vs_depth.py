@@ -19,9 +19,9 @@ import time
 import torch
 
 from flowforge.bijections import Chain, data_dependent_init
+from flowforge.bijections.memory_saving import run_chain
 from flowforge.models.glow import flow_step
 from flowforge.training.activation_memory import peak_memory
-from flowforge.bijections.memory_saving import run_chain
 
 MODES = ("plain", "reversible", "checkpoint")
 

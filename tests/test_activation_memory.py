@@ -6,9 +6,9 @@ from __future__ import annotations
 import torch
 
 from flowforge.bijections import Chain, data_dependent_init
+from flowforge.bijections.memory_saving import run_chain
 from flowforge.models.glow import flow_step
 from flowforge.training.activation_memory import SavedTensorMeter, peak_memory
-from flowforge.bijections.memory_saving import run_chain
 
 
 def test_meter_counts_saved_bytes_once_and_releases_them():

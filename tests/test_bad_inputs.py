@@ -15,7 +15,7 @@ import pytest
 
 from conftest import CONFIGS, needs_mnist
 from flowforge.cli import main
-from flowforge.training.checksums import write_checksums
+from flowforge.runs.checksums import write_checksums
 
 pytestmark = needs_mnist
 

@@ -42,16 +42,16 @@ from flowforge.bijections import (
 )
 from flowforge.bijections.autoregressive import MAFStep
 from flowforge.bijections.elementwise import BatchNormFlow, Logit
+from flowforge.bijections.glow_coupling_net import GlowCouplingNet
+from flowforge.bijections.masked_coupling import MaskedAffineCoupling, alternating_mask, channel_mask, checkerboard_mask
+from flowforge.bijections.residual import ResidualBlock
 from flowforge.errors import ShapeError
 from flowforge.models.glow import flow_step
 from flowforge.models.inn_classifier import inn_body
 from flowforge.models.vae_flow import glow_layer
-from flowforge.bijections.masked_coupling import MaskedAffineCoupling, alternating_mask, channel_mask, checkerboard_mask
+from flowforge.nets.lipschitz import lipschitz_conv_net, lipschitz_mlp
 from flowforge.nets.mlp import MLP
 from flowforge.nets.resnet import ResNet
-from flowforge.nets.glow_conv import GlowCouplingNet
-from flowforge.bijections.residual import ResidualBlock
-from flowforge.nets.lipschitz import lipschitz_conv_net, lipschitz_mlp
 
 HIDDEN = 8  # coupling-network width
 SIDE = 4  # images are (C, SIDE, SIDE)

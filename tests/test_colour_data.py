@@ -381,7 +381,7 @@ def test_celeba_crop_channels_splits_and_cache(tmp_path: Path, capsys: pytest.Ca
         assert int(bottom[:, 2].min()) > 215 and int(bottom[:, 0].max()) < 40
     err = capsys.readouterr().err
     cache = root / "celeba" / CACHE_NAME
-    assert f"preprocessing 6 images" in err and str(cache) in err and "6/6 images" in err
+    assert "preprocessing 6 images" in err and str(cache) in err and "6/6 images" in err
     assert np.load(cache).shape == (6, 3, 64, 64)
     # Later loads read the cache: the JPEGs are no longer needed, nothing is decoded again.
     for jpg in (root / "celeba" / "img_align_celeba").iterdir():

@@ -5,8 +5,8 @@ import torch
 
 from conftest import CONFIGS
 from flowforge.data.registry import dataset_kind
-from flowforge.training.config import dump_toml, load_config
-from flowforge.training.runs import build_model
+from flowforge.runs.config import dump_toml, load_config
+from flowforge.runs.run_dir import build_model
 
 ALL = sorted(CONFIGS.glob("*.toml"))
 

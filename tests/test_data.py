@@ -21,10 +21,10 @@ from flowforge.data import (
     ImageSplit,
     find_dataset_dir,
     load_image_split,
+    locate,
     read_idx,
     write_idx,
 )
-from flowforge.data import locate
 from flowforge.data.locate import DATASET_FILES, DOWNLOAD_URLS
 from flowforge.data.locate import download_file as real_download_file  # before monkeypatching
 from flowforge.errors import DataError

@@ -15,8 +15,8 @@ import torch
 from conftest import CONFIGS, needs_mnist
 from flowforge.cli import main
 from flowforge.data.images import load_image_split
-from flowforge.diagnostics.attack_run import cell_centres
 from flowforge.experiments import attack as attack_experiment
+from flowforge.runs.attack_run import cell_centres
 
 TINY = str(CONFIGS / "tiny-mnist.toml")
 QUIET = ["--no-progress"]

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import Tensor
 
+from conftest import perturb, small_glow
 from flowforge.bijections import Bijection, Chain, ReversePermutation, Squeeze
 from flowforge.diagnostics import (
     error_summary,
@@ -18,8 +19,6 @@ from flowforge.diagnostics import (
 )
 from flowforge.errors import ShapeError
 from flowforge.models import create
-
-from conftest import perturb, small_glow
 
 
 def _small_glow(coupling: str = "affine") -> torch.nn.Module:

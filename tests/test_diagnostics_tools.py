@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from conftest import small_glow
 from flowforge.bijections import Bijection
 from flowforge.diagnostics import error_summary, invertible_map, reconstruction_errors
 from flowforge.diagnostics.attack import attack_radius, invertibility_attack
@@ -16,8 +17,6 @@ from flowforge.diagnostics.during_training import COLUMNS, training_diagnostics
 from flowforge.diagnostics.logdet_check import logdet_errors
 from flowforge.diagnostics.ood import noise_probes, probe_reconstructions
 from flowforge.training.metrics import COLUMNS as METRIC_COLUMNS
-
-from conftest import small_glow
 
 
 class _Scale(Bijection):

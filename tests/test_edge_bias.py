@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from flowforge.bijections.glow_coupling_net import GlowCouplingNet
 from flowforge.models.glow import Glow
 from flowforge.nets.edge_bias import EdgeBias, border_indicator
-from flowforge.nets.glow_conv import GlowCouplingNet
 from flowforge.nets.zero_init import ZeroConv2d
 
 

@@ -1,4 +1,4 @@
-"""Glow's coupling network (nets/glow_conv.py): the actnorms folded into the convolutions give the
+"""Glow's coupling network (bijections/glow_coupling_net.py): the actnorms folded into the convolutions give the
 network of the paper, values and gradients."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from flowforge.bijections.actnorm import data_dependent_init
-from flowforge.nets.glow_conv import GlowCouplingNet
+from flowforge.bijections.glow_coupling_net import GlowCouplingNet
 
 
 @pytest.mark.parametrize("edge_bias", [False, True])

@@ -10,8 +10,8 @@ from flowforge.errors import ShapeError
 from flowforge.evaluation.accuracy import classification_accuracy
 from flowforge.models import create
 from flowforge.objectives.regularisers import finite_difference_penalty
-from flowforge.training.config import load_config
-from flowforge.training.runs import load_trained
+from flowforge.runs.config import load_config
+from flowforge.runs.run_dir import load_trained
 
 SHAPE = (1, 8, 8)
 

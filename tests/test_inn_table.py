@@ -9,7 +9,7 @@ import torch
 from conftest import CONFIGS, needs_mnist
 from flowforge.cli import build_parser
 from flowforge.experiments import inn_table
-from flowforge.training.config import dump_toml, load_config
+from flowforge.runs.config import dump_toml, load_config
 
 
 def test_command_line_knows_the_experiment():

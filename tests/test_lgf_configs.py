@@ -12,7 +12,7 @@ import torch
 
 from conftest import CONFIGS
 from flowforge.cli import main
-from flowforge.training.config import load_config
+from flowforge.runs.config import load_config
 from test_tabular import _hepmass_tables
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import CONFIGS, needs_mnist, perturb
-from flowforge.bijections import ActNorm, AffineCoupling
+from flowforge.bijections import ActNorm
 from flowforge.cli import main
 from flowforge.diagnostics.maps import invertible_map
 from flowforge.errors import ConfigError

@@ -13,8 +13,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from conftest import CONFIGS, needs_mnist, perturb
-from flowforge.bijections import ActNorm, AdditiveCoupling, AffineCoupling, Chain, InvertibleConv1x1, \
-    InvertibleConv1x1LU, ResidualBlock
+from flowforge.bijections import (
+    ActNorm,
+    AdditiveCoupling,
+    AffineCoupling,
+    Chain,
+    InvertibleConv1x1,
+    InvertibleConv1x1LU,
+    ResidualBlock,
+)
 from flowforge.bijections.scale_functions import SCALE_FUNCTIONS
 from flowforge.cli import main
 from flowforge.diagnostics import jacobian, lipschitz_nets, lipschitz_report

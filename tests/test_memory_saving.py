@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from flowforge.bijections import Bijection, Chain, Inverse, Squeeze, data_dependent_init
-from flowforge.models.glow import flow_step
 from flowforge.bijections.memory_saving import checkpointed_forward, leaf_layers, memory_saving_forward
+from flowforge.models.glow import flow_step
 
 C, SIDE, B = 4, 4, 3
 
@@ -25,7 +25,8 @@ def _chain(dtype=torch.float64) -> Chain:
     steps = [
         flow_step(C, 8, "affine", "sigmoid", "conv1x1-lu", seed=1),
         flow_step(C, 8, "additive", "sigmoid", "conv1x1", seed=2),
-        Chain([flow_step(C, 8, "affine", "tanh-exp", "shuffle", seed=3), flow_step(C, 8, "affine", "sigmoid", "reverse", seed=4)]),
+        Chain([flow_step(C, 8, "affine", "tanh-exp", "shuffle", seed=3),
+               flow_step(C, 8, "affine", "sigmoid", "reverse", seed=4)]),
     ]
     chain = Chain(steps).to(dtype)
     data_dependent_init(chain, chain, 2 * torch.randn(16, C, SIDE, SIDE, dtype=dtype) + 0.5)
@@ -130,8 +131,8 @@ def test_glow_switches_give_autograd_gradients_in_float64(switch):
 
 @pytest.mark.parametrize("regulariser", ["fd", "nf"])
 def test_memory_saving_attribute_gives_exact_gradients_of_a_regularised_classifier(regulariser):
-    from flowforge.models import create
     from flowforge.bijections.memory_saving import MemorySavingChain, memory_saving_attribute
+    from flowforge.models import create
 
     torch.manual_seed(0)
     model = create("inn-classifier", image_shape=(1, 8, 8), levels=1, depth=2, hidden=8, coupling="affine",

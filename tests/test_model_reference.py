@@ -6,9 +6,8 @@ import pytest
 import torch
 
 from fixtures.make_model_reference import OUT, outputs
-from tiny_models import TINY_MODELS
-
 from flowforge.models import create
+from tiny_models import TINY_MODELS
 
 REFERENCE = torch.load(OUT, weights_only=True)
 

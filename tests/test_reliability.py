@@ -17,10 +17,10 @@ from safetensors.torch import load_file
 from conftest import CONFIGS, needs_mnist
 from flowforge.cli import main
 from flowforge.errors import NonFiniteError
-from flowforge.training import trainer as trainer_module
-from flowforge.training.config import load_config
+from flowforge.runs.config import load_config
+from flowforge.runs.trainer import Trainer
+from flowforge.runs import trainer as trainer_module
 from flowforge.training.interrupts import TrainingInterrupted
-from flowforge.training.trainer import Trainer
 
 TINY = str(CONFIGS / "tiny-mnist.toml")
 QUIET = ["--no-progress"]
@@ -228,7 +228,7 @@ def test_always_non_finite_stops_before_the_first_checkpoint(tmp_path, monkeypat
 
 _HOLD = """
 import sys, time
-from flowforge.training.run_lock import RunLock
+from flowforge.runs.run_lock import RunLock
 with RunLock(sys.argv[1]):
     print("locked", flush=True)
     time.sleep(60)
@@ -296,7 +296,7 @@ def test_a_flipped_byte_in_the_tensor_data_is_refused_and_old_checkpoints_warn(s
 def test_non_finite_samples_are_marked_red_counted_and_reported(tmp_path, capsys):
     from PIL import Image
 
-    from flowforge.training.report import write_report
+    from flowforge.runs.report import write_report
     from flowforge.viz import image_figures
 
     class Fake(torch.nn.Module):

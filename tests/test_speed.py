@@ -8,7 +8,7 @@ import torch
 from conftest import CONFIGS, needs_mnist
 from flowforge.errors import ConfigError
 from flowforge.models.glow import Glow
-from flowforge.training.config import load_config
+from flowforge.runs.config import load_config
 from flowforge.training import speed
 from flowforge.training.speed import SpeedOptions, apply_speed_options, coupling_nets
 

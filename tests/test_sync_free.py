@@ -6,10 +6,10 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import CONFIGS, needs_mnist
-from flowforge.training.config import load_config
+from flowforge.runs.config import load_config
+from flowforge.runs.trainer import Trainer
 from flowforge.training.ema import EMA
 from flowforge.training.sync_free import MaskedUpdate
-from flowforge.training.trainer import Trainer
 
 TINY = str(CONFIGS / "tiny-mnist.toml")
 
@@ -90,6 +90,9 @@ def _run(tmp_path, name: str, sync_free: bool, poison_step: int | None):
 def test_sync_free_run_equals_the_default_run_with_and_without_a_failure(tmp_path):
     for poison in (None, 13):
         (s_a, w_a), (s_b, w_b) = (_run(tmp_path, f"{mode}-{poison}", mode == "free", poison) for mode in ("host", "free"))
-        assert (s_a.step, s_a.rollbacks, s_a.skipped_steps, s_a.lr_scale) == (s_b.step, s_b.rollbacks, s_b.skipped_steps, s_b.lr_scale)
+        def summary(s):
+            return s.step, s.rollbacks, s.skipped_steps, s.lr_scale
+
+        assert summary(s_a) == summary(s_b)
         assert s_a.rollbacks == (0 if poison is None else 1)
         assert w_a.keys() == w_b.keys() and all(torch.equal(w_a[k], w_b[k]) for k in w_a)

@@ -12,11 +12,11 @@ from safetensors.torch import load_file
 
 from conftest import CONFIGS, needs_mnist
 from flowforge.cli import main
+from flowforge.data.images import ImageSplit
 from flowforge.errors import NonFiniteError
 from flowforge.evaluation.bits_per_dim import evaluate_bpd
-from flowforge.data.images import ImageSplit
-from flowforge.training.config import load_config
-from flowforge.training.trainer import Trainer
+from flowforge.runs.config import load_config
+from flowforge.runs.trainer import Trainer
 
 TINY = str(CONFIGS / "tiny-mnist.toml")
 QUIET = ["--no-progress"]

@@ -173,8 +173,8 @@ def test_second_stage_vae_log_prob_is_a_bound():
 
 
 def test_phase_two_loads_phase_one_from_a_run(tmp_path):
-    from flowforge.training.checkpoint import save_checkpoint
-    from flowforge.training.config import config_from_dict, dump_toml
+    from flowforge.runs.checkpoint import save_checkpoint
+    from flowforge.runs.config import config_from_dict, dump_toml
 
     vae = _model(phase="vae")
     _perturb(vae)
@@ -185,7 +185,7 @@ def test_phase_two_loads_phase_one_from_a_run(tmp_path):
     (run / "config.toml").write_text(dump_toml(cfg))
     state = {"config": cfg.to_dict(), "model_data_args": {"image_shape": list(SHAPE), "n_bits": 8}, "step": 1}
     save_checkpoint(run / "checkpoints" / "last", model=vae, ema=vae, state=state)
-    from flowforge.training.runs import load_trained
+    from flowforge.runs.run_dir import load_trained
 
     def load_run(run_dir):
         return load_trained(run_dir, which="best")[1]

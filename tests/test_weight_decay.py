@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from flowforge.errors import ConfigError
-from flowforge.training.config import RunConfig, load_config
-from flowforge.training.trainer import _optimizer
 from conftest import CONFIGS
+from flowforge.errors import ConfigError
+from flowforge.runs.config import RunConfig, load_config
+from flowforge.runs.trainer import _optimizer
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "adamax"])

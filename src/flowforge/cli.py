@@ -25,7 +25,8 @@ class _OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _OneLineParser(prog="flowforge", description="Flow-based generative models: train, evaluate, sample, diagnose, attack, benchmark and reproduce paper experiments.")
+    parser = _OneLineParser(prog="flowforge", description="Flow-based generative models: train, evaluate, sample, diagnose, "
+                                                              "attack, benchmark and reproduce paper experiments.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
 
     common = argparse.ArgumentParser(add_help=False)
@@ -54,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"flowforge {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; training progress was checkpointed (continue with: flowforge train --resume --run-dir RUN_DIR)", file=sys.stderr)
+        print("interrupted; training progress was checkpointed "
+              "(continue with: flowforge train --resume --run-dir RUN_DIR)", file=sys.stderr)
         return 130
 
 

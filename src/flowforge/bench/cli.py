@@ -59,7 +59,7 @@ def _jsonable(value):
 
 
 def run_bench_command(args) -> int:
-    from flowforge.training.runs import select_device
+    from flowforge.runs.run_dir import select_device
 
     variants = tuple(v.strip() for v in args.variants.split(","))
     for variant in variants:
@@ -77,7 +77,8 @@ def run_bench_command(args) -> int:
     hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     names = BENCHES if args.name == "all" else (args.name,)
-    text = [f"flowforge bench: L={args.levels} K={args.depth} hidden={args.hidden} data={args.dataset if images is not None else 'random'} "
+    data = args.dataset if images is not None else "random"
+    text = [f"flowforge bench: L={args.levels} K={args.depth} hidden={args.hidden} data={data} "
             f"on {hardware}; torch {torch.__version__}; ratios = normflows time / flowforge time, median [min, max] "
             f"over {args.rounds} interleaved rounds"]
     all_rows = []
@@ -92,7 +93,8 @@ def run_bench_command(args) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.with_suffix(".md").write_text("\n".join(text) + "\n")
         out.with_suffix(".json").write_text(json.dumps(
-            {"hardware": hardware, "torch": torch.__version__, "args": {k: _jsonable(v) for k, v in vars(args).items() if k != "func"},
+            {"hardware": hardware, "torch": torch.__version__,
+             "args": {k: _jsonable(v) for k, v in vars(args).items() if k != "func"},
              "rows": [{k: _jsonable(v) for k, v in r.items()} for r in all_rows]}, indent=1))
         print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")
     return 0

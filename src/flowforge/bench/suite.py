@@ -92,7 +92,7 @@ def _adamax(model: nn.Module, lr: float, capturable: bool = False) -> torch.opti
 
 
 def _step(model: nn.Module, opt: torch.optim.Optimizer, loss: Tensor, clip: float) -> Tensor:
-    """The update of training/trainer.py: skip on a non-finite loss or gradient norm."""
+    """The update of runs/trainer.py: skip on a non-finite loss or gradient norm."""
     if not torch.isfinite(loss):
         return loss
     opt.zero_grad(set_to_none=True)
@@ -221,13 +221,13 @@ def memory(s: BenchSettings) -> list[dict]:
     for batch in s.batch_sizes:
         images = _images(s, batch)
         for name, build in builders:
-            c = build()
+            contender = build()
             gen = torch.Generator(device=s.device).manual_seed(s.seed)
-            c.train_step(images, gen)  # optimizer state allocated before measuring
-            peak = peak_memory_bytes(lambda: c.train_step(images, gen), s.device)
+            contender.train_step(images, gen)  # optimizer state allocated before measuring
+            peak = peak_memory_bytes(lambda contender=contender: contender.train_step(images, gen), s.device)
             rows.append({"bench": "memory", "batch": batch, "contender": name,
                          "peak_MiB": None if peak is None else peak / 2**20})
-            del c
+            del contender
             if s.device.type == "cuda":
                 torch.cuda.empty_cache()
     return rows

@@ -5,6 +5,7 @@ from flowforge.bijections.autoregressive import MAFStep
 from flowforge.bijections.base import Bijection, Chain, Inverse
 from flowforge.bijections.coupling import AdditiveCoupling, AffineCoupling
 from flowforge.bijections.elementwise import BatchNormFlow, Logit
+from flowforge.bijections.householder import Householder
 from flowforge.bijections.masked_coupling import MaskedAffineCoupling
 from flowforge.bijections.permutations import (
     InvertibleConv1x1,
@@ -12,13 +13,12 @@ from flowforge.bijections.permutations import (
     ReversePermutation,
     ShufflePermutation,
 )
-from flowforge.bijections.reshape import Squeeze
-from flowforge.bijections.residual import ResidualBlock
-from flowforge.bijections.scale_functions import SCALE_FUNCTIONS
-from flowforge.bijections.householder import Householder
 from flowforge.bijections.planar import Planar
 from flowforge.bijections.radial import Radial
 from flowforge.bijections.rational_quadratic import RationalQuadraticSpline
+from flowforge.bijections.reshape import Squeeze
+from flowforge.bijections.residual import ResidualBlock
+from flowforge.bijections.scale_functions import SCALE_FUNCTIONS
 from flowforge.bijections.spline_autoregressive import SplineAutoregressive
 from flowforge.bijections.spline_coupling import SplineCoupling
 

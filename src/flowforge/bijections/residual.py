@@ -15,7 +15,8 @@ Inverse (i-ResNet, algorithm 1): the fixed point of x = y - g(x), a contraction,
 x_0 = y - g(y), iterated until every coordinate moved by at most `inverse_atol + inverse_rtol
 * |y|` in one step, at most `inverse_max_iter` steps; the error to the true inverse is then at
 most Lip(g) / (1 - Lip(g)) times that step (49x for Lip(g) = 0.98). Non-convergence (or
-non-finite values, which stop the iteration at once and are kept in the output) warns with `ResidualInverseWarning` and is recorded in `last_inverse`.
+non-finite values, which stop the iteration at once and are kept in the output) warns with
+`ResidualInverseWarning` and is recorded in `last_inverse`.
 In "exact" mode `newton_steps` (2) Newton steps with the exact Jacobian follow (the inverse is
 then exact to rounding, and its gradient is the implicit one, (I + J_g)^-1; 0 keeps the plain
 fixed point). In "estimator" mode (and exact mode without Newton steps), when

@@ -11,8 +11,8 @@ from flowforge.errors import FlowforgeError
 
 def run(args) -> int:
     from flowforge.evaluation.summary import LOG_PROB_KINDS, METRIC_NAMES
-    from flowforge.training.pipeline import evaluate_run
-    from flowforge.training.runs import read_run_config
+    from flowforge.runs.pipeline import evaluate_run
+    from flowforge.runs.run_dir import read_run_config
 
     for flag, value in (("--batch-size", args.batch_size), ("--samples", args.samples),
                         ("--importance-samples", args.importance_samples), ("--repeats", args.repeats),

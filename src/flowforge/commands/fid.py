@@ -26,7 +26,7 @@ def fid(args) -> int:
     from flowforge.data.images import load_image_split
     from flowforge.evaluation.fid import fid_of_sampler, sampler_for
     from flowforge.evaluation.fid_features import inception_extractor, inception_weights_path, load_feature_network
-    from flowforge.training.runs import load_trained, read_run_config, select_device
+    from flowforge.runs.run_dir import load_trained, read_run_config, select_device
 
     if args.inception_weights and args.features:
         raise FlowforgeError("fid: give --features DIR or --inception-weights PATH, not both")
@@ -46,7 +46,8 @@ def fid(args) -> int:
     result = fid_of_sampler(sampler, extractor, test, args.n, model.n_bits, args.seed, device, not args.no_progress)
     result.update(temperature=args.temperature, glow=not args.no_glow, checkpoint=state["checkpoint"],
                   step=state["step"], command=command_line())
-    tag = f"fid-n{args.n}-T{args.temperature if args.temperature is not None else 'default'}" + ("-noglow" if args.no_glow else "")
+    temperature = args.temperature if args.temperature is not None else "default"
+    tag = f"fid-n{args.n}-T{temperature}" + ("-noglow" if args.no_glow else "")
     tag += "-inception" if weights else ""  # never overwrite a feature-classifier FID of the same settings
     (Path(args.run_dir) / f"{tag}.json").write_text(json.dumps(result, indent=2))
     print(f"FID {result['fid']:.3f} over {args.n} samples vs {args.n} test images; extractor: {result['extractor']}")

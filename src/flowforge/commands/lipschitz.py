@@ -9,7 +9,7 @@ from flowforge.commands.invocation import command_line
 
 
 def lipschitz(args) -> int:
-    from flowforge.diagnostics.lipschitz_report import lipschitz_run
+    from flowforge.runs.lipschitz_run import lipschitz_run
 
     out = args.out or args.run_dir
     r = lipschitz_run(args.run_dir, split=args.split, examples=args.examples, out=out, data_dir=args.data_dir,
@@ -34,7 +34,8 @@ def add_parser(sub, common) -> None:
     p.add_argument("--out", help="output folder (default RUN_DIR)")
     p.add_argument("--iters", type=int, default=20, help="power iterations (blocks above 128 dimensions)")
     p.add_argument("--conv-norm", choices=["operator", "fft"], default="operator",
-                   help="k x k convolution norms: the operator's own (exact up to 2048 dimensions a side, else power iteration), or the FFT upper bound")
+                   help="k x k convolution norms: the operator's own (exact up to 2048 dimensions a side, else power "
+                        "iteration), or the FFT upper bound")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")
     p.set_defaults(func=lipschitz)

@@ -42,12 +42,10 @@ def _check_args(args) -> None:
 
 
 def run(args) -> int:
-    from flowforge.training.data_sources import ImageSource, make_source
-    from flowforge.training.report import write_report
-    from flowforge.training.runs import RunPaths, load_trained, select_device
+    from flowforge.runs.data_sources import ImageSource, make_source
+    from flowforge.runs.report import write_report
+    from flowforge.runs.run_dir import RunPaths, load_trained, read_run_config, select_device
     from flowforge.viz import image_figures
-
-    from flowforge.training.runs import read_run_config
 
     _check_args(args)
     if args.class_edit:

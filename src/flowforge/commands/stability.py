@@ -8,7 +8,7 @@ from flowforge.commands.invocation import command_line
 
 
 def diagnose(args) -> int:
-    from flowforge.diagnostics.diagnose import diagnose_run
+    from flowforge.runs.diagnose_run import diagnose_run
 
     out = args.out or str(Path(args.run_dir) / "diagnostics")
     r = diagnose_run(args.run_dir, split=args.split, examples=args.examples, out=out, ood=args.ood,
@@ -23,7 +23,7 @@ def diagnose(args) -> int:
 
 
 def attack(args) -> int:
-    from flowforge.diagnostics.attack_run import attack_run
+    from flowforge.runs.attack_run import attack_run
 
     out = args.out or str(Path(args.run_dir) / "attack")
     summary, _ = attack_run(args.run_dir, split=args.split, examples=args.examples, steps=args.steps,

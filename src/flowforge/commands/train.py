@@ -11,9 +11,9 @@ from flowforge.errors import FlowforgeError
 
 def run(args) -> int:
     from flowforge.evaluation.summary import METRIC_NAMES
-    from flowforge.training.config import load_config
+    from flowforge.runs.config import load_config
+    from flowforge.runs.run_dir import read_run_config
     from flowforge.training.distributed import launched_by_torchrun
-    from flowforge.training.runs import read_run_config
 
     if args.resume:
         if args.run_dir is None:
@@ -30,9 +30,9 @@ def run(args) -> int:
     if cfg.model.name == "inn-classifier":  # a classifier: its own loop, selected on validation accuracy
         return _train_classifier(cfg, run_dir, args)
     if launched_by_torchrun():  # torchrun --nproc-per-node N -m flowforge.cli train ...
-        from flowforge.training.distributed_trainer import DistributedTrainer as trainer_class
+        from flowforge.runs.distributed_trainer import DistributedTrainer as trainer_class
     else:
-        from flowforge.training.trainer import Trainer as trainer_class
+        from flowforge.runs.trainer import Trainer as trainer_class
     trainer = trainer_class(cfg, run_dir, data_dir=args.data_dir, progress=not args.no_progress)
     state = trainer.fit(resume=args.resume)
     print(f"run directory: {run_dir}")

@@ -7,13 +7,10 @@ out-of-distribution probes. Writes diagnose.json, report.md and two figures."""
 from __future__ import annotations
 
 import copy
-import json
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from flowforge.diagnostics.during_training import model_inputs
 from flowforge.diagnostics.drift import PUBLIC_CODE_PASSES, encode_decode_drift
 from flowforge.diagnostics.jacobian import full_jacobian, singular_value_extremes
 from flowforge.diagnostics.logdet_check import analytic_logdet
@@ -87,44 +84,3 @@ def diagnose_batch(model: nn.Module, x: Tensor, jacobian_examples: int = 2, cond
 
     results["drift"] = encode_decode_drift(forward, inverse, x[:drift_examples], passes)
     return results, arrays
-
-
-def diagnose_run(run_dir: str | Path, split: str = "test", examples: int = 1000, out: str | Path | None = None,
-                 ood: bool = False, ood_examples: int = 256, data_dir: str | None = None, which: str = "best",
-                 seed: int = 0, command: str = "", **options) -> dict:
-    """Diagnose the run's `which` checkpoint (EMA weights) on the first `examples` of `split`;
-    write OUT/diagnose.json, OUT/report.md and the figures (OUT defaults to RUN_DIR/diagnostics)."""
-    from flowforge.diagnostics.report import render_report
-    from flowforge.training.data_sources import ImageSource, make_source
-    from flowforge.training.runs import load_trained
-    from flowforge.viz.stability_plots import save_error_histogram, save_spectrum
-
-    cfg, model, state = load_trained(run_dir, which=which, device="cpu")
-    out = Path(out) if out else Path(run_dir) / "diagnostics"
-    out.mkdir(parents=True, exist_ok=True)
-    source = make_source(cfg, data_dir)
-    gen = torch.Generator().manual_seed(seed)
-    x = model_inputs(model, source.tensors(split, examples), gen)
-    results, arrays = diagnose_batch(model, x, generator=gen, **options)
-    results.update(run_dir=str(run_dir), split=split, checkpoint=state["checkpoint"], step=state["step"],
-                   model=cfg.model.name, command=command)
-    error_sets = {split: arrays["errors"]}
-    if ood:
-        if not isinstance(source, ImageSource):
-            raise ValueError("--ood probes need an image model (MNIST / Fashion-MNIST)")
-        from flowforge.diagnostics.ood import noise_probes, other_dataset_probe
-
-        probes = noise_probes(ood_examples, model.image_shape, model.n_bits, gen)
-        name, other = other_dataset_probe(model, cfg.data.dataset, ood_examples, source.data_dir, gen)
-        probes[name] = other
-        forward, inverse = invertible_map(model)
-        probe_errors = {k: reconstruction_errors(forward, inverse, v) for k, v in probes.items()}
-        results["ood"] = {k: error_summary(e) for k, e in probe_errors.items()}
-        error_sets.update(probe_errors)
-    figures = {"histogram": save_error_histogram(out / "reconstruction-errors.png", error_sets).name}
-    if "spectra" in arrays:
-        figures["spectrum"] = save_spectrum(out / "singular-values.png", arrays["spectra"]).name
-    results["figures"] = figures
-    (out / "diagnose.json").write_text(json.dumps(results, indent=2))
-    (out / "report.md").write_text(render_report(results))
-    return results

@@ -39,8 +39,7 @@ from flowforge.bijections.actnorm import ActNorm
 from flowforge.bijections.base import Inverse
 from flowforge.bijections.coupling import AdditiveCoupling, AffineCoupling
 from flowforge.bijections.elementwise import Logit
-from flowforge.bijections.permutations import InvertibleConv1x1, InvertibleConv1x1LU, ReversePermutation, \
-    ShufflePermutation
+from flowforge.bijections.permutations import InvertibleConv1x1, InvertibleConv1x1LU, ReversePermutation, ShufflePermutation
 from flowforge.bijections.reshape import Squeeze
 from flowforge.bijections.residual import ResidualBlock
 from flowforge.bijections.scale_functions import TANH_EXP_BOUND

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from flowforge.nets.glow_conv import GlowCouplingNet
+from flowforge.bijections.glow_coupling_net import GlowCouplingNet
 from flowforge.nets.lipschitz import LipSwish, SpectralNormConv2d, SpectralNormLinear
 from flowforge.nets.mlp import MLP
 from flowforge.nets.resnet import ResidualBlock as ResNetBlock

@@ -20,14 +20,13 @@ violation (`holds` False) and is listed; a non-finite empirical value cannot be 
 from __future__ import annotations
 
 import copy
-import json
 import math
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from flowforge.bijections.base import Bijection, Chain
+from flowforge.bijections.multiscale import MultiScale
 from flowforge.bijections.residual import ResidualBlock, logdet_skipped
 from flowforge.diagnostics.jacobian import EXACT_MAX_DIM, singular_value_extremes
 from flowforge.diagnostics.lipschitz_bounds import BOUNDED_TYPES, block_bound
@@ -43,7 +42,7 @@ def flow_blocks(module: nn.Module, prefix: str = "") -> list[tuple[str, nn.Modul
         return [(type(module).__name__, module)]
     blocks = []
     for name, child in module.named_children():
-        if isinstance(child, BOUNDED_TYPES) or (isinstance(child, Bijection) and not isinstance(child, Chain)):
+        if isinstance(child, BOUNDED_TYPES) or (isinstance(child, Bijection) and not isinstance(child, (Chain, MultiScale))):
             blocks.append((prefix + name, child))
         else:
             blocks.extend(flow_blocks(child, f"{prefix}{name}."))
@@ -159,7 +158,8 @@ def render_markdown(r: dict) -> str:
     lines += ["", "Scopes: exact = the bound is the block's Lipschitz constant; global = for all inputs; data "
               "domain = on the model space; local (at the examples) = the affine coupling's lemma-6 constants "
               "taken at the examples, a bound on the local constants there (see lipschitz.json for them).", ""]
-    notes = [f"- `{row['name']}`: {row['note']}" for row in r["blocks"] if row["note"] and row["scope"] != "local (at the examples)"]
+    notes = [f"- `{row['name']}`: {row['note']}" for row in r["blocks"]
+             if row["note"] and row["scope"] != "local (at the examples)"]
     lines += (["Notes:", *notes, ""] if notes else [])
     lines += ([f"**Violations** ({len(r['violations'])}):", *[f"- {v}" for v in r["violations"]], ""]
               if r["violations"] else ["No violations: every finite empirical constant is within its bound.", ""])
@@ -168,33 +168,11 @@ def render_markdown(r: dict) -> str:
     return "\n".join(lines)
 
 
-def _jsonable(v):
+def jsonable(v):
     if isinstance(v, float) and not math.isfinite(v):
         return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
     if isinstance(v, dict):
-        return {k: _jsonable(x) for k, x in v.items()}
+        return {k: jsonable(x) for k, x in v.items()}
     if isinstance(v, list):
-        return [_jsonable(x) for x in v]
+        return [jsonable(x) for x in v]
     return v
-
-
-def lipschitz_run(run_dir: str | Path, split: str = "test", examples: int = 4, out: str | Path | None = None,
-                  data_dir: str | None = None, which: str = "best", seed: int = 0, iters: int = 20,
-                  conv: str = "operator", command: str = "") -> dict:
-    """The table for the run's `which` checkpoint (EMA weights) at the first `examples` of `split`;
-    writes OUT/lipschitz.md and OUT/lipschitz.json (OUT defaults to RUN_DIR)."""
-    from flowforge.diagnostics.during_training import model_inputs
-    from flowforge.training.data_sources import make_source
-    from flowforge.training.runs import load_trained
-
-    cfg, model, state = load_trained(run_dir, which=which, device="cpu")
-    out = Path(out) if out else Path(run_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    gen = torch.Generator().manual_seed(seed)
-    x = model_inputs(model, make_source(cfg, data_dir).tensors(split, examples), gen)
-    r = lipschitz_table(model, x, iters=iters, conv=conv, seed=seed)
-    r.update(run_dir=str(run_dir), split=split, checkpoint=state["checkpoint"], step=state["step"],
-             model=cfg.model.name, command=command)
-    (out / "lipschitz.json").write_text(json.dumps(_jsonable(r), indent=2))
-    (out / "lipschitz.md").write_text(render_markdown(r))
-    return r

@@ -14,18 +14,21 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from flowforge.distributions.base import Distribution, refuse_context
+
 from flowforge.distributions.gaussian import LOG_2PI
 from flowforge.errors import ShapeError
 
 
-class GaussianMixture(nn.Module):
+class GaussianMixture(Distribution):
     """``components`` diagonal Gaussians over (B, dim) vectors with learned weights, means and
     log standard deviations (means start N(0, 1), log-stds at 0, weights uniform)."""
 
     def __init__(self, dim: int, components: int):
-        super().__init__()
         if dim < 1 or components < 1:
             raise ValueError(f"GaussianMixture needs dim >= 1 and components >= 1, got {dim}, {components}")
+        super().__init__((dim,))
+        self.reparameterised = False
         self.dim, self.components = dim, components
         self.logits = nn.Parameter(torch.zeros(components))
         self.means = nn.Parameter(torch.randn(components, dim))
@@ -42,13 +45,15 @@ class GaussianMixture(nn.Module):
 
     def log_prob(self, z: Tensor, context: Tensor | None = None) -> Tensor:
         """log p(z) per example, shape (B,)."""
-        if context is not None:
-            raise ValueError("GaussianMixture is not conditional: it takes no context")
+        refuse_context(self, context)
         return torch.logsumexp(self.component_log_prob(z), dim=1)
 
     @torch.no_grad()
-    def sample(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, n: int, temperature=1.0, context: Tensor | None = None,
+               generator: torch.Generator | None = None) -> Tensor:
         """n samples (n, dim), each component's standard deviation scaled by `temperature`; no gradients."""
+        refuse_context(self, context)
+        temperature = float(temperature)
         weights = torch.softmax(self.logits, dim=0)
         index = torch.multinomial(weights, n, replacement=True, generator=generator)
         eps = torch.randn(n, self.dim, generator=generator, device=self.means.device, dtype=self.means.dtype)

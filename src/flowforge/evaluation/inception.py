@@ -25,8 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from flowforge.errors import CheckpointError, ShapeError
-from flowforge.evaluation.inception_blocks import (BasicConv2d, InceptionA, InceptionB, InceptionC, InceptionD,
-                                                   InceptionE)
+from flowforge.evaluation.inception_blocks import BasicConv2d, InceptionA, InceptionB, InceptionC, InceptionD, InceptionE
 
 PYTORCH_FID_WEIGHTS = "pt_inception-2015-12-05-6726825d.pth"
 INPUT_SIZE = 299

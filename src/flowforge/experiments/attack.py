@@ -16,11 +16,11 @@ from pathlib import Path
 import torch
 
 from flowforge.diagnostics.attack import PAPER_STEPS
-from flowforge.diagnostics.attack_run import attack_run
 from flowforge.errors import FlowforgeError
-from flowforge.training.checkpoint import load_checkpoint
-from flowforge.training.pipeline import train_or_resume
-from flowforge.training.runs import RunPaths
+from flowforge.runs.attack_run import attack_run
+from flowforge.runs.checkpoint import load_checkpoint
+from flowforge.runs.pipeline import train_or_resume
+from flowforge.runs.run_dir import RunPaths
 
 SCREEN = 1000
 MODELS = {
@@ -43,7 +43,8 @@ def table(rows: list[dict]) -> str:
         f, st, w = r["final"], r["start"], r["worst_during_attack"]
         lines.append(f"| {r['label']} | {r['selection']} | {r['train_steps']} | {r['train_seconds']:.0f} | "
                      f"{r['best_valid']:.3f} | {f['examples']} | {_g(st['mean'])} / {_g(st['max'])} | "
-                     f"{_g(f['mean'])} / {_g(f['median'])} / {_g(f['max'])} | {f['non_finite']} | {_g(r.get('largest_finite_error'))} | "
+                     f"{_g(f['mean'])} / {_g(f['median'])} / {_g(f['max'])} | {f['non_finite']} | "
+                     f"{_g(r.get('largest_finite_error'))} | "
                      f"{w['non_finite']} |")
     return "\n".join(lines)
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 
 from flowforge.data.registry import DATASET_KINDS
-from flowforge.training.pipeline import evaluate_run, evaluated, train_or_resume
-from flowforge.training.runs import load_trained
+from flowforge.runs.pipeline import evaluate_run, evaluated, train_or_resume
+from flowforge.runs.run_dir import load_trained
 
 DATASETS = tuple(name for name, kind in DATASET_KINDS.items() if kind == "toy2d")
 MODELS = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flowforge.training.pipeline import evaluate_run, evaluated, train_or_resume
+from flowforge.runs.pipeline import evaluate_run, evaluated, train_or_resume
 
 COUPLINGS = ("additive", "affine")
 PERMUTATIONS = ("reverse", "shuffle", "conv1x1")

@@ -24,13 +24,13 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from flowforge.bijections.memory_saving import memory_saving_attribute, memory_saving_forward
 from flowforge.data.images import load_image_split
 from flowforge.diagnostics.gradient_angle import gradient_angle
 from flowforge.diagnostics.maps import invertible_map
 from flowforge.diagnostics.reconstruction import error_summary, reconstruction_errors
 from flowforge.models import create
 from flowforge.objectives.regularisers import FD_WEIGHT
-from flowforge.bijections.memory_saving import memory_saving_attribute, memory_saving_forward
 from flowforge.viz.atomic_file import save_figure
 
 VARIANTS = (("additive", "none"), ("additive", "fd"), ("affine", "none"), ("affine", "fd"), ("affine", "nf"))

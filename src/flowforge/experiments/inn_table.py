@@ -27,9 +27,9 @@ from flowforge.diagnostics.maps import invertible_map
 from flowforge.diagnostics.reconstruction import error_summary, reconstruction_errors
 from flowforge.evaluation.accuracy import classification_accuracy
 from flowforge.experiments.inn_training import train_classifier
-from flowforge.training.config import load_config
-from flowforge.training.data_sources import ImageSource
-from flowforge.training.runs import load_trained
+from flowforge.runs.config import load_config
+from flowforge.runs.data_sources import ImageSource
+from flowforge.runs.run_dir import load_trained
 
 COUPLINGS = ("additive", "affine")
 PERMUTATIONS = ("shuffle", "conv1x1")

@@ -3,7 +3,7 @@
 A dedicated small loop rather than the shared Trainer: the Trainer selects on bits/dim or NLL and
 writes sample grids, while a classifier is selected on validation *accuracy* and has nothing to
 sample; teaching the Trainer a third metric would touch several shared training files. This loop
-reuses the config (training/config.py), the model builder and run layout (training/runs.py), the
+reuses the config (runs/config.py), the model builder and run layout (runs/run_dir.py), the
 Trainer's seeded batch order and optimiser choice, and the checkpoint module, so `load_trained`
 reads its runs like any other.
 
@@ -26,11 +26,11 @@ from tqdm.auto import tqdm
 
 from flowforge.errors import NonFiniteError
 from flowforge.evaluation.accuracy import classification_accuracy
-from flowforge.training.checkpoint import save_checkpoint
-from flowforge.training.config import RunConfig, dump_toml
-from flowforge.training.data_sources import ImageSource
-from flowforge.training.runs import RunPaths, build_model, select_device
-from flowforge.training.trainer import _optimizer, _seeded
+from flowforge.runs.checkpoint import save_checkpoint
+from flowforge.runs.config import RunConfig, dump_toml
+from flowforge.runs.data_sources import ImageSource
+from flowforge.runs.run_dir import RunPaths, build_model, select_device
+from flowforge.runs.trainer import _optimizer, _seeded
 
 LOG_COLUMNS = ("step", "event", "elapsed_s", "lr", "train_loss", "train_accuracy", "train_penalty",
                "valid_accuracy")

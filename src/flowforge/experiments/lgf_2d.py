@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from flowforge.training.config import load_config
-from flowforge.training.pipeline import evaluate_run, evaluated, train_or_resume
-from flowforge.training.runs import load_trained, read_run_config
-from flowforge.training.trainer import Trainer
+from flowforge.runs.config import load_config
+from flowforge.runs.pipeline import evaluate_run, evaluated, train_or_resume
+from flowforge.runs.run_dir import load_trained, read_run_config
+from flowforge.runs.trainer import Trainer
 
 DATASETS = ("two-uniforms", "eight-gaussians", "checkerboard", "two-spirals")
 # K_train = 10 ELBO draws per training example, as the LGF code's 2-D runs (NOTES b.5, lgf@753147e):

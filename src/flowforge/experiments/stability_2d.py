@@ -27,8 +27,8 @@ from flowforge.bijections.residual import ResidualBlock, ResidualInverseWarning
 from flowforge.diagnostics.jacobian import singular_value_extremes
 from flowforge.diagnostics.maps import invertible_map
 from flowforge.diagnostics.reconstruction import error_summary, reconstruction_errors
-from flowforge.training.pipeline import evaluate_run, evaluated, train_or_resume
-from flowforge.training.runs import load_trained
+from flowforge.runs.pipeline import evaluate_run, evaluated, train_or_resume
+from flowforge.runs.run_dir import load_trained
 
 DATASET = "checkerboard"
 _AFFINE = ['model.name="flat-realnvp"', "model.layers=8", "model.hidden=[64, 64]", "model.batch_norm=false"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from flowforge.training.runs import build_model, load_trained, read_run_config
+from flowforge.runs.run_dir import build_model, load_trained, read_run_config
 
 
 def _fresh_copy(run_dir: Path):

@@ -23,12 +23,16 @@ from pathlib import Path
 
 from flowforge.data.images import load_image_split
 from flowforge.evaluation.fid import fid_of_sampler, reference_statistics, sampler_for
-from flowforge.evaluation.fid_features import (inception_extractor, inception_weights_path, load_feature_network,
-                                               train_feature_network)
+from flowforge.evaluation.fid_features import (
+    inception_extractor,
+    inception_weights_path,
+    load_feature_network,
+    train_feature_network,
+)
 from flowforge.experiments.step_timing import interleaved_seconds_per_step
-from flowforge.training.checkpoint import load_checkpoint
-from flowforge.training.pipeline import evaluate_run, evaluated, train_or_resume
-from flowforge.training.runs import RunPaths, load_trained
+from flowforge.runs.checkpoint import load_checkpoint
+from flowforge.runs.pipeline import evaluate_run, evaluated, train_or_resume
+from flowforge.runs.run_dir import RunPaths, load_trained
 from flowforge.viz.vae_flow_figures import glow_vs_vae_figure, latent_interpolation_figure
 
 VAE_CONFIG = "configs/vae-flow-fashion-mnist.toml"

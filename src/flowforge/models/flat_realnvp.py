@@ -9,8 +9,8 @@ from collections.abc import Sequence
 
 from flowforge.bijections import Chain
 from flowforge.bijections.elementwise import BatchNormFlow
-from flowforge.bijections.scale_functions import SCALE_FUNCTIONS
 from flowforge.bijections.masked_coupling import MaskedAffineCoupling, alternating_mask
+from flowforge.bijections.scale_functions import SCALE_FUNCTIONS
 from flowforge.models.flat import FlatFlowModel
 from flowforge.models.registry import register
 from flowforge.nets.mlp import MLP

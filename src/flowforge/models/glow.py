@@ -33,6 +33,7 @@ from flowforge.bijections import (
     Squeeze,
 )
 from flowforge.bijections.actnorm import data_dependent_init
+from flowforge.bijections.glow_coupling_net import GlowCouplingNet
 from flowforge.bijections.multiscale import FactorOut, MultiScale
 from flowforge.bijections.permutations import refresh_inverse_caches
 from flowforge.bijections.scale_functions import SCALE_FUNCTIONS
@@ -42,7 +43,6 @@ from flowforge.distributions.glow_priors import TopPrior
 from flowforge.distributions.normal import StandardNormal
 from flowforge.models.base import ImageFlowModel
 from flowforge.models.registry import register
-from flowforge.nets.glow_conv import GlowCouplingNet
 from flowforge.nets.zero_init import LinearZeros
 from flowforge.objectives.bits_per_dim import bits_per_dim
 

@@ -7,8 +7,9 @@ NOTES b.8):
 (cb: checkerboard mask, ch: channel mask, T/F: inverted mask or not), each ACL followed by a
 per-channel batch-normalisation flow (running averages in eval mode), ResNet coupling networks
 of `blocks` x `hidden` channels, standard-normal densities for the factored-out half and the
-rest (a `MultiScale` transform over a standard-normal base). The logit map reads the model space [-0.5, 0.5) directly (its log-det included), so bits/dim
-are against the discrete data through the same constant as every image model.
+rest (a `MultiScale` transform over a standard-normal base). The logit map reads the model space
+[-0.5, 0.5) directly (its log-det included), so bits/dim are against the discrete data through the
+same constant as every image model.
 """
 
 from __future__ import annotations

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from flowforge.bijections.glow_coupling_net import GlowCouplingNet
 from flowforge.errors import ConfigError
-from flowforge.nets.glow_conv import GlowCouplingNet
 
 COUPLING_DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import torch
 
-from flowforge.training.config import RunConfig
+from flowforge.runs.config import RunConfig
 from flowforge.training.distributed import (DistInfo, distributed_step, init_from_env, initialize_sharded,
                                             rank_run_dir, sharded_input, wrap)
 from flowforge.training.speed import begin_training_step
-from flowforge.training.trainer import Trainer, _seeded
+from flowforge.runs.trainer import Trainer, _seeded
 
 
 class DistributedTrainer(Trainer):

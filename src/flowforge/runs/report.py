@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from flowforge.evaluation.summary import LOG_PROB_KINDS, METRIC_NAMES
-from flowforge.training.checkpoint import checkpoint_exists, load_checkpoint
+from flowforge.runs.checkpoint import checkpoint_exists, load_checkpoint
 from flowforge.training.metrics import read_metrics
 
 

@@ -19,8 +19,8 @@ import torch
 from flowforge.data import CLASS_NAMES
 from flowforge.errors import CheckpointError, ConfigError
 from flowforge.models import FlowModel, create
-from flowforge.training.checkpoint import checkpoint_exists, load_checkpoint
-from flowforge.training.config import RunConfig, config_from_dict, load_config
+from flowforge.runs.checkpoint import checkpoint_exists, load_checkpoint
+from flowforge.runs.config import RunConfig, config_from_dict, load_config
 
 @dataclass(frozen=True)
 class RunPaths:

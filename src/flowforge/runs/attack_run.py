@@ -75,8 +75,8 @@ def attack_run(run_dir: str | Path, split: str = "test", examples: int = 32, ste
     of the first N whose round trip at the cell centre is worst (inf / NaN first); write
     OUT/attack.json, attack-curve.png and attack-worst.png (OUT defaults to RUN_DIR/attack);
     return the summary and the raw result."""
-    from flowforge.training.data_sources import ImageSource, make_source
-    from flowforge.training.runs import load_trained
+    from flowforge.runs.data_sources import ImageSource, make_source
+    from flowforge.runs.run_dir import load_trained
 
     cfg, model, state = load_trained(run_dir, which=which, device="cpu")
     source = make_source(cfg, data_dir)

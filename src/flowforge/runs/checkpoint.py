@@ -28,7 +28,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from flowforge.errors import CheckpointError, NonFiniteError
-from flowforge.training.checksums import verify_checksums, write_checksums
+from flowforge.runs.checksums import verify_checksums, write_checksums
 
 __all__ = ["save_checkpoint", "load_checkpoint", "checkpoint_exists"]
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import torch
 
 from flowforge.errors import ConfigError, DataError
-from flowforge.training.checkpoint import checkpoint_exists, load_checkpoint
-from flowforge.training.config import load_config
-from flowforge.training.data_sources import make_source
-from flowforge.training.report import write_report
-from flowforge.training.runs import RunPaths, load_trained, read_run_config, select_device
-from flowforge.training.trainer import Trainer, TrainState
+from flowforge.runs.checkpoint import checkpoint_exists, load_checkpoint
+from flowforge.runs.config import load_config
+from flowforge.runs.data_sources import make_source
+from flowforge.runs.report import write_report
+from flowforge.runs.run_dir import RunPaths, load_trained, read_run_config, select_device
+from flowforge.runs.trainer import Trainer, TrainState
 
 
 def train_or_resume(config: str | Path, overrides: list[str], run_dir: str | Path, data_dir: str | None = None,

@@ -17,7 +17,7 @@ from flowforge.data.registry import dataset_kind
 from flowforge.evaluation.bits_per_dim import evaluate_bpd
 from flowforge.evaluation.importance import evaluate_importance
 from flowforge.evaluation.nll import evaluate_nll
-from flowforge.training.config import RunConfig
+from flowforge.runs.config import RunConfig
 from flowforge.viz import save_image
 
 IMAGE_SHAPES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28)}
