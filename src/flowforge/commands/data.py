@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from flowforge.data.layouts import LAYOUTS
+
 
 def run(args) -> int:
     from flowforge.data import find_dataset_dir
@@ -13,7 +15,7 @@ def run(args) -> int:
 
 def add_parser(sub, common) -> None:
     p = sub.add_parser("data", help="find (or download into the per-user cache) the named data sets")
-    p.add_argument("names", nargs="+", choices=["mnist", "fashion-mnist"])
+    p.add_argument("names", nargs="+", choices=sorted(LAYOUTS))
     p.add_argument("--data-dir", help="data root (beats FLOWFORGE_DATA)")
     p.add_argument("--no-download", action="store_true", help="fail instead of downloading")
     p.set_defaults(func=run)

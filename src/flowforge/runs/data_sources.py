@@ -13,14 +13,13 @@ import torch
 
 from flowforge.data.arrays import ArraySplits
 from flowforge.data.images import CLASS_NAMES, ImageSplit, load_image_split
-from flowforge.data.registry import dataset_kind
+from flowforge.data.registry import dataset_kind, image_shape
 from flowforge.evaluation.bits_per_dim import evaluate_bpd
 from flowforge.evaluation.importance import evaluate_importance
 from flowforge.evaluation.nll import evaluate_nll
 from flowforge.runs.config import RunConfig
 from flowforge.viz import save_image
 
-IMAGE_SHAPES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28)}
 
 
 class ImageSource:
@@ -31,7 +30,7 @@ class ImageSource:
         self._splits: dict[str, ImageSplit] = {}
 
     def model_args(self) -> dict:
-        return {"image_shape": IMAGE_SHAPES[self.cfg.data.dataset], "n_bits": self.cfg.data.n_bits}
+        return {"image_shape": image_shape(self.cfg.data.dataset), "n_bits": self.cfg.data.n_bits}
 
     @property
     def num_classes(self) -> int:
