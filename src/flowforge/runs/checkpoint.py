@@ -216,8 +216,12 @@ def _read_weights(file: Path, device: str) -> dict[str, torch.Tensor]:
 
 
 def _load_weights(module: torch.nn.Module, file: Path, device: str) -> None:
-    """Load ``file`` into ``module`` strictly, failing with the offending keys and shapes."""
+    """Load ``file`` into ``module`` strictly, failing with the offending keys and shapes. Keys
+    written by earlier versions are renamed first (the model's `upgrade_state_dict`)."""
     saved = _read_weights(file, device)
+    upgrade = getattr(module, "upgrade_state_dict", None)
+    if upgrade is not None:
+        saved = upgrade(saved)
     expected = module.state_dict()
     missing = [k for k in expected if k not in saved]
     unexpected = [k for k in saved if k not in expected]
