@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[1] / "src" / "flowforge" / "configs"
 
 
 @pytest.fixture(autouse=True)

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from flowforge.errors import CheckpointError, NonFiniteError
-from flowforge.runs.checkpoint import checkpoint_exists, load_checkpoint, save_checkpoint
 from flowforge.runs import checkpoint as ckpt
+from flowforge.runs.checkpoint import checkpoint_exists, load_checkpoint, save_checkpoint
 
 
 class Small(nn.Module):

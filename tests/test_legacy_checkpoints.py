@@ -6,11 +6,10 @@ import torch
 from safetensors.torch import save_file
 
 from fixtures.make_model_reference import outputs
-from test_model_reference import REFERENCE
-from tiny_models import TINY_MODELS
-
 from flowforge.models import create
 from flowforge.runs.checkpoint import _load_weights
+from test_model_reference import REFERENCE
+from tiny_models import TINY_MODELS
 
 
 def test_an_old_glow_checkpoint_file_loads_with_its_old_keys(tmp_path):

@@ -8,14 +8,15 @@ import numpy as np
 
 from conftest import CONFIGS
 from flowforge.experiments import lgf_2d
+from flowforge.experiments.variants import merged
 
 
 def test_lgf_2d_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setattr(lgf_2d, "FIGURE_RESOLUTION", 24)
     monkeypatch.setattr(lgf_2d, "STABILITY_RESOLUTION", 16)
     monkeypatch.setattr(lgf_2d, "GRID_SAMPLES", 2)
-    small = {key: {label: [o.replace("valid_samples=10", "valid_samples=2") for o in overrides]
-                   for label, overrides in models.items()} for key, models in lgf_2d.MODELS.items()}
+    small = {key: {label: merged(variant, {"model": {"valid_samples": 2}} if label.startswith("LGF") else {})
+                   for label, variant in models.items()} for key, models in lgf_2d.MODELS.items()}
     monkeypatch.setattr(lgf_2d, "MODELS", small)
     kwargs = dict(config=CONFIGS / "lgf-2d.toml", steps=30, datasets=("two-uniforms",), last_epochs=2,
                   test_samples=4, test_repeats=2, progress=False)

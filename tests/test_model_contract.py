@@ -9,9 +9,8 @@ import torch
 from torch.autograd.functional import jacobian
 
 from fixtures.make_model_reference import build, outputs
-from tiny_models import TINY_MODELS, is_image, tiny_batch
-
 from flowforge.models import available, create
+from tiny_models import TINY_MODELS, is_image, tiny_batch
 
 STOCHASTIC = ("importance-sampled",)  # a new u (LGF) is drawn in every pass: no single map to check
 

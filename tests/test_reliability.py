@@ -17,9 +17,9 @@ from safetensors.torch import load_file
 from conftest import CONFIGS, needs_mnist
 from flowforge.cli import main
 from flowforge.errors import NonFiniteError
+from flowforge.runs import trainer as trainer_module
 from flowforge.runs.config import load_config
 from flowforge.runs.trainer import Trainer
-from flowforge.runs import trainer as trainer_module
 from flowforge.training.interrupts import TrainingInterrupted
 
 TINY = str(CONFIGS / "tiny-mnist.toml")

@@ -3,7 +3,7 @@ offers `add_parser(sub, common)`, which registers its subcommands with their `fu
 
 from __future__ import annotations
 
-from flowforge.commands import data, evaluate, fid, reproduce, sample, stability, train
+from flowforge.commands import configs, data, evaluate, fid, reproduce, sample, stability, train
 
 # in the order `flowforge --help` lists them
-COMMAND_MODULES = (train, evaluate, sample, reproduce, stability, fid, data)
+COMMAND_MODULES = (train, evaluate, sample, reproduce, stability, fid, data, configs)

@@ -18,7 +18,8 @@ def _accepted(name: str, function, kwargs: dict) -> dict:
     refused = [k for k, v in kwargs.items() if k not in params and v is not None]
     if refused:
         flags = ", ".join("--" + k.replace("_", "-") for k in refused)
-        takes = sorted("--" + k.replace("_", "-") for k in ("steps", "minutes", "config", "profile", "fid_samples")
+        takes = sorted("--" + k.replace("_", "-") for k in ("steps", "minutes", "config", "profile", "fid_samples",
+                                                             "data_dir")
                        if k in params)
         raise FlowforgeError(f"reproduce {name} does not take {flags} (it takes: {', '.join(takes) or 'no options'})")
     return {k: v for k, v in kwargs.items() if k in params}
@@ -33,7 +34,7 @@ def run(args) -> int:
     if args.minutes is not None and not 0 < args.minutes < float("inf"):
         raise FlowforgeError(f"--minutes {args.minutes}: expected a finite number > 0")
     out = args.out_dir or f"runs/{args.name}"
-    kwargs = {"steps": args.steps, "minutes": args.minutes}
+    kwargs = {"steps": args.steps, "minutes": args.minutes, "data_dir": args.data_dir}
     if args.config:
         kwargs["config"] = args.config
     if args.profile:  # vae-flow
@@ -42,7 +43,7 @@ def run(args) -> int:
         kwargs["fid_samples"] = args.fid_samples
     function = reproduce_function(args.name)
     kwargs = _accepted(args.name, function, kwargs)
-    print(function(out, data_dir=args.data_dir, progress=not args.no_progress, **kwargs))
+    print(function(out, progress=not args.no_progress, **kwargs))
     tables = sorted(Path(out).glob("results*.md"), key=lambda f: f.stat().st_mtime)
     print(f"table written to {tables[-1] if tables else Path(out) / 'results.md'}")
     return 0
@@ -52,10 +53,10 @@ def add_parser(sub, common) -> None:
     p = sub.add_parser("reproduce", parents=[common], help="a paper experiment end to end, with its table")
     p.add_argument("name", choices=sorted(EXPERIMENTS))
     p.add_argument("--out-dir", help="where the runs and results.md go (default runs/NAME)")
-    p.add_argument("--config", help="base config (default configs/NAME.toml)")
+    p.add_argument("--config", help="base config, a file or a shipped config's name (default: the experiment's)")
     p.add_argument("--steps", type=int, help="training steps per run (default: the config's max_steps)")
     p.add_argument("--minutes", type=float,
-                   help="glow-permutations, inn-table, stability-2d: training time per variant instead of --steps")
+                   help="training time per run instead of --steps (refused by experiments without a time budget)")
     p.add_argument("--profile", choices=["paper", "cpu-small"], help="vae-flow: network sizes and budgets (default cpu-small)")
     p.add_argument("--fid-samples", type=int, help="vae-flow: samples (and test images) per FID (default 10000)")
     p.set_defaults(func=run)

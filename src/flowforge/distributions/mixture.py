@@ -15,7 +15,6 @@ import torch
 from torch import Tensor, nn
 
 from flowforge.distributions.base import Distribution, refuse_context
-
 from flowforge.distributions.gaussian import LOG_2PI
 from flowforge.errors import ShapeError
 

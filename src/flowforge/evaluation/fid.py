@@ -57,6 +57,7 @@ def frechet_distance(mean_1: Tensor, cov_1: Tensor, mean_2: Tensor, cov_2: Tenso
 
 
 def fid_from_features(features_1: Tensor, features_2: Tensor) -> float:
+    """The Frechet distance between the Gaussians fitted to two feature sets (Heusel et al. 2017)."""
     return frechet_distance(*feature_statistics(features_1, "first set"), *feature_statistics(features_2, "second set"))
 
 

@@ -24,9 +24,9 @@ from flowforge.runs.run_dir import RunPaths
 
 SCREEN = 1000
 MODELS = {
-    "affine-glow": "configs/stability-glow-affine-5bit.toml",
-    "additive-glow": "configs/stability-glow-additive-5bit.toml",
-    "resflow": "configs/stability-resflow-5bit.toml",
+    "affine-glow": "stability-glow-affine-5bit",
+    "additive-glow": "stability-glow-additive-5bit",
+    "resflow": "stability-resflow-5bit",
 }
 
 

@@ -12,31 +12,33 @@ from pathlib import Path
 import torch
 
 from flowforge.data.registry import DATASET_KINDS
+from flowforge.experiments.variants import Variant, budget, merged, overrides
 from flowforge.runs.pipeline import evaluate_run, evaluated, train_or_resume
 from flowforge.runs.run_dir import load_trained
+from flowforge.runs.shipped_configs import config_path
 
 DATASETS = tuple(name for name, kind in DATASET_KINDS.items() if kind == "toy2d")
-MODELS = {
-    "MAF-10": ['model.name="maf"', "model.layers=10", "model.hidden=[50, 50]"],
-    "MAF-20": ['model.name="maf"', "model.layers=20", "model.hidden=[50, 50]"],
-    "RealNVP-10": ['model.name="flat-realnvp"', "model.layers=10", "model.hidden=[50, 50]"],
+MODELS: dict[str, Variant] = {
+    "MAF-10": {"model": {"name": "maf", "layers": 10, "hidden": [50, 50]}},
+    "MAF-20": {"model": {"name": "maf", "layers": 20, "hidden": [50, 50]}},
+    "RealNVP-10": {"model": {"name": "flat-realnvp", "layers": 10, "hidden": [50, 50]}},
 }
 BOUNDS = ((-4.0, 4.0), (-4.0, 4.0))
 
 
-def _train_and_test(config: Path, run_dir: Path, dataset: str, model_overrides: list[str], steps: int | None,
+def _train_and_test(config: Path, run_dir: Path, dataset: str, variant: Variant, run_budget: list[str],
                     progress: bool) -> tuple[dict, torch.nn.Module]:
     result = evaluated(run_dir)
     if result is None:
-        overrides = [f'data.dataset="{dataset}"', *model_overrides] + ([f"train.max_steps={steps}"] if steps else [])
-        train_or_resume(config, overrides, run_dir, progress=progress)
+        train_or_resume(config, [*overrides(merged({"data": {"dataset": dataset}}, variant)), *run_budget], run_dir,
+                        progress=progress)
         result = evaluate_run(run_dir, command=f"flowforge reproduce density-2d ({dataset}/{run_dir.name})",
                               device="cpu")
     return result, load_trained(run_dir, which="best")[1]
 
 
-def reproduce(out_dir: str | Path, config: str | Path = "configs/density-2d.toml", steps: int | None = None,
-              datasets: tuple[str, ...] = DATASETS, progress: bool = True, **_) -> str:
+def reproduce(out_dir: str | Path, config: str | Path = "density-2d", steps: int | None = None,
+              minutes: float | None = None, datasets: tuple[str, ...] = DATASETS, progress: bool = True) -> str:
     """Train every model on every 2-D set under `out_dir`; write figures and the NLL table."""
     from flowforge.data.toy2d import load_toy_splits
     from flowforge.viz.density2d import log_density_grid, save_density_figure
@@ -45,8 +47,9 @@ def reproduce(out_dir: str | Path, config: str | Path = "configs/density-2d.toml
     rows = ["| data set | " + " | ".join(MODELS) + " |", "|---|" + "---|" * len(MODELS)]
     for dataset in datasets:
         cells, panels = [], []
-        for label, overrides in MODELS.items():
-            result, model = _train_and_test(Path(config), out_dir / dataset / label, dataset, overrides, steps, progress)
+        for label, variant in MODELS.items():
+            result, model = _train_and_test(config_path(config), out_dir / dataset / label, dataset, variant,
+                                            budget(steps, minutes), progress)
             cells.append(f"{result['nll']:.3f} ± {result['nll_std_err']:.3f}")
             with torch.no_grad():
                 panels.append((label, *log_density_grid(model.log_prob, bounds=BOUNDS)))

@@ -162,7 +162,7 @@ def _figure(path: Path, results: list[dict]) -> None:
 
 def reproduce(out_dir: str | Path, data_dir: str | None = None, steps: int | None = None, lr: float = 1e-3,
               batch_size: int = 32, angle_every: int | None = None, angle_batches: int = 4,
-              test_examples: int = 1000, progress: bool = True, **_) -> str:
+              test_examples: int = 1000, progress: bool = True) -> str:
     """Train every variant, write angles.csv, gradient_angles.png and results.md."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from flowforge.experiments.variants import Variant, merged, overrides
 from flowforge.runs.config import load_config
 from flowforge.runs.pipeline import evaluate_run, evaluated, train_or_resume
 from flowforge.runs.run_dir import load_trained, read_run_config
@@ -30,12 +31,12 @@ from flowforge.runs.trainer import Trainer
 DATASETS = ("two-uniforms", "eight-gaussians", "checkerboard", "two-spirals")
 # K_train = 10 ELBO draws per training example, as the LGF code's 2-D runs (NOTES b.5, lgf@753147e):
 # with K_train = 1 two uniforms reached 1.59 validation NLL after 3,000 steps, with 10 it reached 1.44
-_LGF = ['model.name="lgf-maf"', "model.layers=5", "model.u_dim=1", "model.st_hidden=[10, 10]",
-        "model.pq_hidden=[50, 50, 50, 50]", "model.train_samples=10", "model.valid_samples=10"]
-_MAF = ['model.name="maf"', "model.hidden=[50, 50, 50, 50]", "model.batch_norm=true"]
-MODELS = {
-    "two-uniforms": {"MAF-10": [*_MAF, "model.layers=10"], "LGF-MAF-5": [*_LGF, "model.hidden=[10, 10]"]},
-    "other": {"MAF-20": [*_MAF, "model.layers=20"], "LGF-MAF-5": [*_LGF, "model.hidden=[50, 50, 50, 50]"]},
+_LGF = {"name": "lgf-maf", "layers": 5, "u_dim": 1, "st_hidden": [10, 10], "pq_hidden": [50, 50, 50, 50],
+        "train_samples": 10, "valid_samples": 10}
+_MAF = {"name": "maf", "hidden": [50, 50, 50, 50], "batch_norm": True}
+MODELS: dict[str, dict[str, Variant]] = {
+    "two-uniforms": {"MAF-10": {"model": {**_MAF, "layers": 10}}, "LGF-MAF-5": {"model": {**_LGF, "hidden": [10, 10]}}},
+    "other": {"MAF-20": {"model": {**_MAF, "layers": 20}}, "LGF-MAF-5": {"model": {**_LGF, "hidden": [50, 50, 50, 50]}}},
 }
 BOUNDS = ((-4.0, 4.0), (-4.0, 4.0))
 STEPS_PER_EPOCH = 10  # 10,000 training points, batch 1000
@@ -83,9 +84,9 @@ def _train_with_last_epochs(config: Path, run_dir: Path, overrides: list[str], s
     return np.stack(grids)
 
 
-def reproduce(out_dir: str | Path, config: str | Path = "configs/lgf-2d.toml", steps: int | None = None,
+def reproduce(out_dir: str | Path, config: str | Path = "lgf-2d", steps: int | None = None,
               datasets: tuple[str, ...] = DATASETS, last_epochs: int = 5, test_samples: int = 1000,
-              test_repeats: int = 1, progress: bool = True, **_) -> str:
+              test_repeats: int = 1, progress: bool = True) -> str:
     """Train MAF and LGF-MAF on each 2-D set under `out_dir`; write figures and results.md. LGF
     test figures use K = `test_samples` with `test_repeats` independent repeats."""
     from flowforge.data.toy2d import load_toy_splits
@@ -98,12 +99,12 @@ def reproduce(out_dir: str | Path, config: str | Path = "configs/lgf-2d.toml", s
     rows = [header, "|---|---|---|---|---|---|---|---|---|---|"]
     for dataset in datasets:
         panels, test_points = [], load_toy_splits(dataset).test.numpy()
-        for label, overrides in MODELS["two-uniforms" if dataset == "two-uniforms" else "other"].items():
+        for label, variant in MODELS["two-uniforms" if dataset == "two-uniforms" else "other"].items():
             run_dir = out_dir / dataset / label
-            overrides = [f'data.dataset="{dataset}"', *overrides]
+            variant = merged({"data": {"dataset": dataset}}, variant)
             if label.startswith("LGF"):
-                overrides += [f"model.test_samples={test_samples}", f"model.test_repeats={test_repeats}"]
-            grids = _train_with_last_epochs(config, run_dir, overrides, steps, last_epochs, progress)
+                variant = merged(variant, {"model": {"test_samples": test_samples, "test_repeats": test_repeats}})
+            grids = _train_with_last_epochs(config, run_dir, overrides(variant), steps, last_epochs, progress)
             result = evaluated(run_dir) or evaluate_run(
                 run_dir, command=f"flowforge reproduce lgf-2d ({dataset}/{label})", device="cpu", progress=progress)
             stability = support_stability(list(grids))

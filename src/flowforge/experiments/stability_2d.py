@@ -27,28 +27,29 @@ from flowforge.bijections.residual import ResidualBlock, ResidualInverseWarning
 from flowforge.diagnostics.jacobian import singular_value_extremes
 from flowforge.diagnostics.maps import invertible_map
 from flowforge.diagnostics.reconstruction import error_summary, reconstruction_errors
+from flowforge.experiments.variants import Variant, budget, merged, overrides
 from flowforge.runs.pipeline import evaluate_run, evaluated, train_or_resume
 from flowforge.runs.run_dir import load_trained
+from flowforge.runs.shipped_configs import config_path
 
 DATASET = "checkerboard"
-_AFFINE = ['model.name="flat-realnvp"', "model.layers=8", "model.hidden=[64, 64]", "model.batch_norm=false"]
-MODELS = {
-    "affine-sigmoid": [*_AFFINE, 'model.scale="sigmoid"'],
-    "affine-squashed-sigmoid": [*_AFFINE, 'model.scale="squashed-sigmoid"'],
-    "resflow": ['model.name="flat-resflow"', "model.blocks=8", "model.hidden=[64, 64]", "model.coeff=0.8"],
+_AFFINE = {"name": "flat-realnvp", "layers": 8, "hidden": [64, 64], "batch_norm": False}
+MODELS: dict[str, Variant] = {
+    "affine-sigmoid": {"model": {**_AFFINE, "scale": "sigmoid"}},
+    "affine-squashed-sigmoid": {"model": {**_AFFINE, "scale": "squashed-sigmoid"}},
+    "resflow": {"model": {"name": "flat-resflow", "blocks": 8, "hidden": [64, 64], "coeff": 0.8}},
 }
 BOUNDS = ((-6.0, 6.0), (-6.0, 6.0))
 DATA_BOX = 4.0  # the checkerboard fills [-4, 4]^2
 RESOLUTION = 120
 
 
-def _trained(config: Path, run_dir: Path, overrides: list[str], steps: int | None, minutes: float | None,
+def _trained(config: Path, run_dir: Path, variant: Variant, steps: int | None, minutes: float | None,
              progress: bool) -> tuple[dict, torch.nn.Module]:
     result = evaluated(run_dir)
     if result is None:
-        extra = [f"train.max_steps={steps}"] if steps else []
-        extra += [f"train.max_minutes={minutes}"] if minutes else []
-        train_or_resume(config, [f'data.dataset="{DATASET}"', *overrides, *extra], run_dir, progress=progress)
+        train_or_resume(config, [*overrides(merged({"data": {"dataset": DATASET}}, variant)), *budget(steps, minutes)],
+                        run_dir, progress=progress)
         result = evaluate_run(run_dir, command=f"flowforge reproduce stability-2d ({run_dir.name})", device="cpu")
     return result, load_trained(run_dir, which="best")[1].eval()
 
@@ -96,10 +97,10 @@ def _fmt(summary: dict, key: str = "max") -> str:
     return text + (f" ({bad} non-finite)" if bad else "")
 
 
-def reproduce(out_dir: str | Path, config: str | Path = "configs/stability-2d.toml", steps: int | None = None,
+def reproduce(out_dir: str | Path, config: str | Path = "stability-2d", steps: int | None = None,
               minutes: float | None = None, progress: bool = True, resolution: int = RESOLUTION,
-              models: dict[str, list[str]] | None = None, **_) -> str:
-    """Train the models (default MODELS: label -> config overrides) under `out_dir`, write
+              models: dict[str, Variant] | None = None) -> str:
+    """Train the models (default MODELS: label -> typed config values) under `out_dir`, write
     stability-2d.png, results.json and results.md."""
     from flowforge.data.toy2d import load_toy_splits
     from flowforge.viz.density2d import log_density_grid
@@ -110,8 +111,8 @@ def reproduce(out_dir: str | Path, config: str | Path = "configs/stability-2d.to
     inside = (points.abs() <= DATA_BOX).all(dim=1).numpy()
     test_points = load_toy_splits(DATASET).test
     rows, figure_rows, record = [], [], {}
-    for label, overrides in (models or MODELS).items():
-        result, model = _trained(Path(config), out_dir / label, overrides, steps, minutes, progress)
+    for label, variant in (models or MODELS).items():
+        result, model = _trained(config_path(config), out_dir / label, variant, steps, minutes, progress)
         variants = [(label, None)]
         if any(isinstance(m, ResidualBlock) for m in model.modules()):
             variants = [(f"{label} (fixed point only)", 0), (f"{label} (+ 2 Newton steps)", 2)]

@@ -162,7 +162,7 @@ COEFFICIENTS = {"unregularised": 0.0, "NF c=1e-8 (paper)": NF_COEFFICIENT, "NF c
 
 
 def reproduce(out_dir: str | Path, steps: int | None = None, lr: float = 1e-4, eval_every: int | None = None,
-              n: int = 2000, blocks: int = 4, progress: bool = True, **_) -> str:
+              n: int = 2000, blocks: int = 4, progress: bool = True) -> str:
     """Train the unregularised and the NF-regularised INN regressors (the paper's c = 1e-8, and
     c = 1e-4 because CPU runs are far shorter than the paper's 40,000 iterations); write the
     figure and the table."""

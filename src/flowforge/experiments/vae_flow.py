@@ -35,9 +35,9 @@ from flowforge.runs.pipeline import evaluate_run, evaluated, train_or_resume
 from flowforge.runs.run_dir import RunPaths, load_trained
 from flowforge.viz.vae_flow_figures import glow_vs_vae_figure, latent_interpolation_figure
 
-VAE_CONFIG = "configs/vae-flow-fashion-mnist.toml"
-TWO_STAGE_CONFIG = "configs/two-stage-vae-fashion-mnist.toml"
-GLOW_CONFIG = "configs/glow-additive-single-level-fashion-mnist.toml"
+VAE_CONFIG = "vae-flow-fashion-mnist"
+TWO_STAGE_CONFIG = "two-stage-vae-fashion-mnist"
+GLOW_CONFIG = "glow-additive-single-level-fashion-mnist"
 TRAIN_EXAMPLES = 55000  # Fashion-MNIST's training split after the 5,000 validation images
 
 _QUIET = ["train.eval_every=1000000000", "train.checkpoint_every=500", "train.sample_every=1000000000",
@@ -81,7 +81,7 @@ def _train(config: str, overrides: list[str], run_dir: Path, data_dir, progress:
 
 
 def reproduce(out_dir: str | Path, steps: int | None = None, minutes: float | None = None, data_dir: str | None = None,
-              progress: bool = True, profile: str = "cpu-small", fid_samples: int | None = None, **_) -> str:
+              progress: bool = True, profile: str = "cpu-small", fid_samples: int | None = None) -> str:
     """Train every run under `out_dir` (steps or minutes per phase: `steps`, else `minutes`, else the
     profile's), measure FIDs, bits/dim and timings, write results.md / results.json and the figures
     (results-inception.md / .json when the FIDs are Inception FIDs, so that neither replaces the other)."""

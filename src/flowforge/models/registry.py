@@ -30,6 +30,7 @@ def create(name: str, **kwargs) -> FlowModel:
 
 
 def available() -> list[str]:
+    """The names of every registered model, sorted."""
     return sorted(_REGISTRY)
 
 

@@ -14,8 +14,8 @@ from tqdm.auto import tqdm
 from flowforge.data.quantisation import to_model_space, to_uint8
 from flowforge.diagnostics.attack import PAPER_STEP_SIZE, PAPER_STEPS, AttackResult, attack_radius, invertibility_attack
 from flowforge.diagnostics.maps import invertible_map
-from flowforge.diagnostics.summary import finite_stats
 from flowforge.diagnostics.reconstruction import error_summary, reconstruction_errors
+from flowforge.diagnostics.summary import finite_stats
 from flowforge.errors import FlowforgeError
 
 WORST_SHOWN = 8

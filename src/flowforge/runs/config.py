@@ -17,6 +17,7 @@ else:  # pragma: no cover
 from flowforge.data.registry import DATASET_KINDS
 from flowforge.errors import ConfigError
 from flowforge.models.registry import validate_options
+from flowforge.runs.shipped_configs import config_path
 
 
 @dataclass
@@ -213,12 +214,11 @@ def parse_override(text: str) -> tuple[str, str, Any]:
 
 
 def load_config(path: str | Path | None, overrides: list[str] = (), base: dict | None = None) -> RunConfig:
-    """Read a TOML file (or start from `base`, a resolved config dict) and apply overrides."""
+    """Read a TOML file or shipped config by name (or start from `base`, a resolved config dict) and
+    apply overrides."""
     if path is not None:
-        path = Path(path)
+        path = config_path(path)
         source = str(path)
-        if not path.is_file():
-            raise ConfigError(f"{source}: no such config file")
         try:
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as err:
@@ -236,13 +236,14 @@ def load_config(path: str | Path | None, overrides: list[str] = (), base: dict |
     return config_from_dict(raw, source if not overrides else f"{source} with overrides {list(overrides)}")
 
 
-def _toml_value(value: Any) -> str:
+def toml_value(value: Any) -> str:
+    """`value` written as a TOML literal (the form `--set` and config files take)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
     return repr(value)
 
 
@@ -252,7 +253,7 @@ def dump_toml(cfg: RunConfig) -> str:
     for section, values in cfg.to_dict().items():
         lines.append(f"[{section}]")
         for key, value in values.items():
-            lines.append(f"{key} = {_toml_value(value)}")
+            lines.append(f"{key} = {toml_value(value)}")
         lines.append("")
     return "\n".join(lines)
 

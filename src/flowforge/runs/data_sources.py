@@ -21,7 +21,6 @@ from flowforge.runs.config import RunConfig
 from flowforge.viz import save_image
 
 
-
 class ImageSource:
     metric = "bpd"
 

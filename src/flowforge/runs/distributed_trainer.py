@@ -7,10 +7,17 @@ from pathlib import Path
 import torch
 
 from flowforge.runs.config import RunConfig
-from flowforge.training.distributed import (DistInfo, distributed_step, init_from_env, initialize_sharded,
-                                            rank_run_dir, sharded_input, wrap)
-from flowforge.training.speed import begin_training_step
 from flowforge.runs.trainer import Trainer, _seeded
+from flowforge.training.distributed import (
+    DistInfo,
+    distributed_step,
+    init_from_env,
+    initialize_sharded,
+    rank_run_dir,
+    sharded_input,
+    wrap,
+)
+from flowforge.training.speed import begin_training_step
 
 
 class DistributedTrainer(Trainer):

@@ -56,7 +56,8 @@ def evaluate_run(run_dir: str | Path, split: str = "test", command: str = "", da
     result = source.evaluate(model, data, what=what, device=device,
                              batch_size=batch_size or cfg.eval.batch_size, samples=samples, progress=progress)
     last = load_checkpoint(RunPaths(Path(run_dir)).last)  # the whole run, not the selected step
-    result.update(metric=source.metric, log_prob=model.log_prob_kind, split=split, samples=samples, checkpoint=state["checkpoint"],
+    result.update(metric=source.metric, log_prob=model.log_prob_kind, split=split, samples=samples,
+                  checkpoint=state["checkpoint"],
                   step=state["step"], steps=last["step"], train_seconds=last["elapsed_seconds"],
                   best_valid=last["best_valid"], parameters=sum(p.numel() for p in model.parameters()),
                   split_examples=split_size, command=command)

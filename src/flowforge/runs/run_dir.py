@@ -22,6 +22,7 @@ from flowforge.models import FlowModel, create
 from flowforge.runs.checkpoint import checkpoint_exists, load_checkpoint
 from flowforge.runs.config import RunConfig, config_from_dict, load_config
 
+
 @dataclass(frozen=True)
 class RunPaths:
     root: Path

@@ -34,13 +34,13 @@ from flowforge.bijections.actnorm import is_initialized
 from flowforge.errors import CheckpointError, ConfigError, NonFiniteError
 from flowforge.runs.checkpoint import checkpoint_exists, load_checkpoint, save_checkpoint
 from flowforge.runs.config import RunConfig, dump_toml
+from flowforge.runs.data_sources import make_source
+from flowforge.runs.report import write_report
+from flowforge.runs.run_dir import RunPaths, build_model, load_trained, select_device
+from flowforge.runs.run_lock import RunLock
 from flowforge.training.ema import EMA
 from flowforge.training.interrupts import StepBoundaryInterrupts, TrainingInterrupted
-from flowforge.runs.run_lock import RunLock
 from flowforge.training.metrics import MetricsLog
-from flowforge.runs.report import write_report
-from flowforge.runs.data_sources import make_source
-from flowforge.runs.run_dir import RunPaths, build_model, load_trained, select_device
 from flowforge.training.speed import SpeedOptions, apply_speed_options, begin_training_step
 from flowforge.training.sync_free import MaskedUpdate
 
