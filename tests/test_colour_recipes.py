@@ -95,3 +95,46 @@ def test_inn_classifier_cifar10_trains_and_evaluates(tmp_path: Path, capsys: pyt
     assert "steps: 2 (0 skipped)" in capsys.readouterr().out
     assert main(["eval", str(run), "--data-dir", str(data), "--svd-images", "1", *QUIET]) == 0
     assert "accuracy" in capsys.readouterr().out
+
+
+def test_attribute_edit_on_a_celeba_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Glow section 6.3 with CelebA's attributes: train 2 steps on the CelebA fixture, then
+    --attribute Smiling (the fixture's training split has smiling and non-smiling faces)."""
+    data, run = make_celeba(tmp_path / "data")[0], tmp_path / "run"
+    readers._memo.clear()
+    train("glow-cifar10", run, data, [*CELEBA_LOOP, *GLOW, "data.dataset=\"celeba\""])
+    assert main(["sample", str(run), "--data-dir", str(data), "--n", "4", "--attribute", "Smiling", "--pairs", "2",
+                 *QUIET]) == 0
+    figure = run / "samples" / "attribute-Smiling.png"
+    assert figure.stat().st_size > 100 and str(figure) in capsys.readouterr().out
+    assert main(["sample", str(run), "--data-dir", str(data), "--attribute", "Smilling", *QUIET]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a CelebA attribute" in err[0] and "Smiling" in err[0] and "Young" in err[0]
+    assert main(["sample", str(run), "--data-dir", str(data), "--attribute", "Bald", *QUIET]) == 2  # no bald face
+    assert "with and without the attribute" in capsys.readouterr().err
+
+
+def test_attribute_edit_refused_on_other_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data, run = make_cifar(tmp_path / "data"), tmp_path / "run"
+    readers._memo.clear()
+    train("glow-cifar10", run, data, [*LOOP, *GLOW])
+    assert main(["sample", str(run), "--data-dir", str(data), "--attribute", "Smiling", *QUIET]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "need a CelebA run" in err[0] and "cifar10" in err[0] and "5_o_Clock_Shadow" in err[0]
+
+
+def test_mask_direction_matches_class_direction() -> None:
+    import torch
+
+    from conftest import small_glow
+    from flowforge.models.latent_ops import attribute_direction, mask_direction
+
+    model = small_glow()
+    x = torch.rand(12, 1, 4, 4, generator=torch.Generator().manual_seed(0)) - 0.5
+    labels = torch.tensor([0, 1, 2] * 4)
+    by_class = attribute_direction(model, x, labels, 0, 2)
+    keep = labels != 1
+    by_mask = mask_direction(model, x[keep], labels[keep] == 2)
+    assert all(torch.allclose(a, b) for a, b in zip(by_class, by_mask))
+    with pytest.raises(ValueError, match="with and without"):
+        mask_direction(model, x, torch.ones(12, dtype=torch.bool))
