@@ -138,3 +138,45 @@ def test_mask_direction_matches_class_direction() -> None:
     assert all(torch.allclose(a, b) for a, b in zip(by_class, by_mask))
     with pytest.raises(ValueError, match="with and without"):
         mask_direction(model, x, torch.ones(12, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("trained_on, other", [("cifar10", "svhn"), ("svhn", "cifar10")])
+def test_other_dataset_probe_cifar10_svhn(trained_on: str, other: str, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Supplement D, table 5: a CIFAR-10 model probed with SVHN (and the reverse), skipped with a
+    note when the other set is absent (and never downloaded)."""
+    import torch
+
+    from flowforge.data import locate
+    from flowforge.diagnostics.maps import invertible_map
+    from flowforge.diagnostics.ood import other_dataset_probe, probe_reconstructions
+    from flowforge.models import create
+    from test_colour_data import make_svhn, no_network
+
+    monkeypatch.delenv("FLOWFORGE_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(locate, "SYSTEM_DIRS", {})
+    monkeypatch.setattr(locate, "download_file", no_network)
+    readers._memo.clear()
+    model = create("glow", image_shape=(3, 32, 32), levels=2, depth=1, hidden=8).eval()
+    model.initialize(torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8))
+    data = tmp_path / "data"
+    skipped = other_dataset_probe(model, trained_on, 4, str(data), torch.Generator().manual_seed(0))
+    assert skipped.name == other and skipped.images is None
+    assert "other-dataset probe skipped" in skipped.note and other in skipped.note and "\n" not in skipped.note
+    (make_svhn if other == "svhn" else make_cifar)(data)
+    probe = other_dataset_probe(model, trained_on, 4, str(data), torch.Generator().manual_seed(0))
+    assert probe.note == "" and probe.images.shape == (4, 3, 32, 32)
+    assert float(probe.images.min()) >= -0.5 and float(probe.images.max()) < 0.5
+    forward, inverse = invertible_map(model)
+    summary = probe_reconstructions(forward, inverse, {probe.name: probe.images})[other]
+    assert summary["mean"] is not None and summary["mean"] < 1e-3  # an untrained Glow inverts SVHN / CIFAR-10
+
+
+def test_other_dataset_probe_unknown_pair() -> None:
+    import torch
+
+    from flowforge.diagnostics.ood import other_dataset_probe
+
+    with pytest.raises(ValueError, match="no other data set known for 'celeba'"):
+        other_dataset_probe(None, "celeba", 4, None, torch.Generator())
