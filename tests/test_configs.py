@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from conftest import CONFIGS
-from flowforge.data.registry import dataset_kind
+from flowforge.data.registry import dataset_kind, image_shape
 from flowforge.runs.config import dump_toml, load_config
 from flowforge.runs.run_dir import build_model
 
@@ -24,13 +24,19 @@ FLAT_DIMS = {"power": 6, "gas": 8, "hepmass": 21, "miniboone": 43, "bsds300": 63
 def _data_args_and_batch(cfg):
     kind = dataset_kind(cfg.data.dataset)
     if kind == "image":
-        images = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8)
-        return {"image_shape": (1, 28, 28), "n_bits": cfg.data.n_bits}, (images, torch.arange(4))
+        shape = image_shape(cfg.data.dataset)
+        images = torch.randint(0, 256, (4, *shape), dtype=torch.uint8)
+        return {"image_shape": shape, "n_bits": cfg.data.n_bits}, (images, torch.arange(4))
     dim = 2 if kind == "toy2d" else FLAT_DIMS[cfg.data.dataset]
     return {"dim": dim}, (torch.randn(8, dim),)
 
 
-@pytest.mark.parametrize("path", ALL, ids=[p.stem for p in ALL])
+# the papers' full-size colour Glows: over 10 s each to build and step on 2 CPU cores
+FULL_SIZE = {"glow-cifar10", "glow-cifar10-additive", "glow-imagenet32"}
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.slow) if p.stem in FULL_SIZE else p for p in ALL],
+                         ids=[p.stem for p in ALL])
 def test_config_builds_and_steps(path, tmp_path):
     cfg = load_config(path)
     resolved = tmp_path / "resolved.toml"

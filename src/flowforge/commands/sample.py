@@ -50,6 +50,10 @@ def run(args) -> int:
     _check_args(args)
     if args.class_edit:
         class_edit = _class_edit(args.class_edit, read_run_config(args.run_dir).data.dataset)
+    if args.attribute:
+        from flowforge.commands.attribute_edit import attribute_edit, check_attribute
+
+        check_attribute(args.attribute, read_run_config(args.run_dir).data.dataset)
     device = select_device(args.device or "auto")
     cfg, model, _ = load_trained(args.run_dir, which=args.checkpoint, device=device)
     samples_dir = RunPaths(Path(args.run_dir)).samples
@@ -80,6 +84,8 @@ def run(args) -> int:
             src, dst = class_edit
             written.append(image_figures.class_edit_figure(model, samples_dir / f"class-edit-{src}-to-{dst}.png",
                                                            source.split("test"), src, dst, args.pairs))
+        if args.attribute:
+            written.append(attribute_edit(model, source, args.attribute, samples_dir, args.pairs))
     write_report(args.run_dir)
     for path in written:
         if path is not None:
@@ -98,5 +104,7 @@ def add_parser(sub, common) -> None:
     p.add_argument("--interpolate", action="store_true", help="also interpolations between test images")
     p.add_argument("--pairs", type=int, default=4, help="pairs for --interpolate / images for --class-edit")
     p.add_argument("--class-edit", metavar="FROM:TO", help="also move images of class FROM along mean(TO) - mean(FROM)")
+    p.add_argument("--attribute", metavar="NAME", help="CelebA runs: also move test images along the mean latent "
+                   "with attribute NAME minus without (e.g. Smiling; Glow section 6.3)")
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")
     p.set_defaults(func=run)

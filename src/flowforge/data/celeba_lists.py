@@ -18,9 +18,17 @@ import torch
 
 from flowforge.errors import DataError
 
-__all__ = ["CELEBA_N_ATTRIBUTES", "PARTITION_CODES", "CelebAAttributes", "read_attributes", "read_partition"]
+__all__ = ["CELEBA_ATTRIBUTE_NAMES", "CELEBA_N_ATTRIBUTES", "PARTITION_CODES", "CelebAAttributes", "read_attributes",
+           "read_partition"]
 
 CELEBA_N_ATTRIBUTES = 40
+#: The 40 attribute names of list_attr_celeba.txt's second line, in column order (as published).
+CELEBA_ATTRIBUTE_NAMES: tuple[str, ...] = tuple(
+    "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose Black_Hair "
+    "Blond_Hair Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses Goatee Gray_Hair Heavy_Makeup "
+    "High_Cheekbones Male Mouth_Slightly_Open Mustache Narrow_Eyes No_Beard Oval_Face Pale_Skin Pointy_Nose "
+    "Receding_Hairline Rosy_Cheeks Sideburns Smiling Straight_Hair Wavy_Hair Wearing_Earrings Wearing_Hat "
+    "Wearing_Lipstick Wearing_Necklace Wearing_Necktie Young".split())
 #: list_eval_partition.txt's code of each split.
 PARTITION_CODES: dict[str, int] = {"train": 0, "valid": 1, "test": 2}
 

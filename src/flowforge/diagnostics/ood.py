@@ -6,13 +6,16 @@ Probes, all (N, C, H, W) in the image models' space [-0.5, 0.5):
 - `gaussian`: N(0, 1) noise, unclipped (far outside the data range: the hardest probe);
 - `rademacher`: +-0.5 with equal probability (corners of the data cube);
 - `constant`: images of one value each, evenly spaced over [-0.5, 0.5 - 2^-n];
-- `other-dataset`: MNIST for a Fashion-MNIST model and vice versa, quantised and dequantised as
-  the model's own data.
+- `other-dataset`: MNIST for a Fashion-MNIST model and vice versa, SVHN for a CIFAR-10 model and
+  vice versa (supplement D, table 5: OOD reconstructions of a CIFAR-10 Glow, SVHN among them),
+  quantised and dequantised as the model's own data; skipped, with a note saying why, when the
+  other set is not on disk (never downloaded for a probe).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -20,7 +23,17 @@ from torch import Tensor
 from flowforge.diagnostics.maps import Map
 from flowforge.diagnostics.reconstruction import error_summary, reconstruction_errors
 
-OTHER_DATASET = {"mnist": "fashion-mnist", "fashion-mnist": "mnist"}
+OTHER_DATASET = {"mnist": "fashion-mnist", "fashion-mnist": "mnist", "cifar10": "svhn", "svhn": "cifar10"}
+
+
+@dataclass(frozen=True)
+class OtherDatasetProbe:
+    """The other-dataset probe of a model: `images` in the model's space (None when skipped) and,
+    when skipped, a `note` saying why."""
+
+    name: str
+    images: Tensor | None
+    note: str = ""
 
 
 def noise_probes(n: int, image_shape: Sequence[int], n_bits: int, generator: torch.Generator) -> dict[str, Tensor]:
@@ -34,15 +47,21 @@ def noise_probes(n: int, image_shape: Sequence[int], n_bits: int, generator: tor
     }
 
 
-def other_dataset_probe(model, dataset: str, n: int, data_dir: str | None, generator: torch.Generator) -> tuple[str, Tensor]:
-    """(name, n test images of the other data set in the model's space, dequantised)."""
+def other_dataset_probe(model, dataset: str, n: int, data_dir: str | None,
+                        generator: torch.Generator) -> OtherDatasetProbe:
+    """n test images of the other data set of `dataset` (OTHER_DATASET) in the model's space,
+    dequantised; a skipped probe with its note when that set is not found (no download)."""
     from flowforge.data.images import load_image_split
+    from flowforge.errors import DataError
 
     other = OTHER_DATASET.get(dataset)
     if other is None:
         raise ValueError(f"no other data set known for {dataset!r}; expected one of {sorted(OTHER_DATASET)}")
-    images = load_image_split(other, "test", data_dir=data_dir).images[:n]
-    return other, model.prepare(images, generator)
+    try:
+        images = load_image_split(other, "test", data_dir=data_dir, download=False).images[:n]
+    except DataError as err:
+        return OtherDatasetProbe(other, None, f"other-dataset probe skipped: {other} is not available ({err})")
+    return OtherDatasetProbe(other, model.prepare(images, generator))
 
 
 def probe_reconstructions(forward: Map, inverse: Map, probes: dict[str, Tensor], batch_size: int = 256,

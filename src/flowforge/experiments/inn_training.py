@@ -7,8 +7,11 @@ reuses the config (runs/config.py), the model builder and run layout (runs/run_d
 Trainer's seeded batch order and optimiser choice, and the checkpoint module, so `load_trained`
 reads its runs like any other.
 
-Used config fields: data.*, model.*, and train.{optimizer, lr, warmup_steps, batch_size, max_steps,
-max_minutes, grad_clip, init_batch, seed, device, log_every, eval_every, valid_examples};
+Used config fields: data.* (data.augment: training batches only, drawn from the step, as the
+Trainer), model.*, and train.{optimizer, lr, warmup_steps, lr_schedule and its lr_* fields
+(training/schedules.py; supplement G's x0.1 at epochs 60, 120, 160 is lr_schedule = "step",
+lr_decay_epochs = [60, 120, 160]), batch_size, max_steps, max_minutes, grad_clip, init_batch, seed,
+device, log_every, eval_every, valid_examples};
 eval.batch_size. Each step passes its index to `model.loss`, which applies the FD regulariser on
 every `fd_every`-th step. A step with a non-finite loss or gradient norm is skipped and counted.
 No mid-run resume: a run is minutes long, and an interrupted one is retrained from the start.
@@ -24,6 +27,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from flowforge.data.augment import augment_batch
 from flowforge.errors import NonFiniteError
 from flowforge.evaluation.accuracy import classification_accuracy
 from flowforge.runs.checkpoint import save_checkpoint
@@ -31,6 +35,7 @@ from flowforge.runs.config import RunConfig, dump_toml
 from flowforge.runs.data_sources import ImageSource
 from flowforge.runs.run_dir import RunPaths, build_model, select_device
 from flowforge.runs.trainer import _optimizer, _seeded
+from flowforge.training.schedules import LRSchedule
 
 LOG_COLUMNS = ("step", "event", "elapsed_s", "lr", "train_loss", "train_accuracy", "train_penalty",
                "valid_accuracy")
@@ -64,6 +69,7 @@ def train_classifier(cfg: RunConfig, run_dir: str | Path, data_dir: str | None =
     model = build_model(cfg, data_args).to(device)
     n = len(images)
     steps_per_epoch = n // tc.batch_size
+    schedule = LRSchedule.from_train_config(tc, steps_per_epoch)
 
     gen = _seeded(tc.seed, 2, device=torch.device("cpu"))
     model.initialize(images[torch.randperm(n, generator=gen)[: min(tc.init_batch, n)].to(device)])
@@ -96,11 +102,13 @@ def train_classifier(cfg: RunConfig, run_dir: str | Path, data_dir: str | None =
             perm = (epoch, torch.randperm(n, generator=_seeded(tc.seed, 1, epoch, device=torch.device("cpu")))
                     .to(device))
         idx = perm[1][i * tc.batch_size:(i + 1) * tc.batch_size]
-        lr = tc.lr * (min(1.0, (step + 1) / tc.warmup_steps) if tc.warmup_steps else 1.0)
+        lr = schedule.rate(step)
         for group in optimizer.param_groups:
             group["lr"] = lr
         model.train()
-        out = model.loss((images[idx], labels[idx]), generator=_seeded(tc.seed, 4, step, device=device), step=step)
+        batch = augment_batch((images[idx], labels[idx]), cfg.data.augment, cfg.data.augment_pad,
+                              _seeded(tc.seed, 5, step, device=torch.device("cpu")))
+        out = model.loss(batch, generator=_seeded(tc.seed, 4, step, device=device), step=step)
         optimizer.zero_grad(set_to_none=True)
         ok = bool(torch.isfinite(out["loss"]))
         if ok:

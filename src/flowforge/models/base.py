@@ -67,7 +67,10 @@ class FlowModel(nn.Module):
 
     def upgrade_state_dict(self, state: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """`state` with the keys of earlier versions renamed (`LEGACY_KEYS`); current keys unchanged."""
-        if not self.LEGACY_KEYS or all(k in self.state_dict() for k in state):
+        if not self.LEGACY_KEYS:
+            return dict(state)
+        current = self.state_dict().keys()  # once: per key it made loading quadratic in the key count
+        if all(k in current for k in state):
             return dict(state)
         out = {}
         for key, value in state.items():

@@ -1,6 +1,7 @@
 """Latent-space operations on models with `encode` / `decode` over lists of latents (Glow
 section 6.2-6.3): interpolation between two real images and attribute manipulation by the
-difference of class-mean latents."""
+difference of mean latents with and without an attribute (a boolean mask: CelebA's attributes,
+or one class against another)."""
 
 from __future__ import annotations
 
@@ -28,14 +29,27 @@ def mean_latents(model, x: Tensor) -> list[Tensor]:
 
 
 @torch.no_grad()
+def mask_direction(model, x: Tensor, mask: Tensor) -> list[Tensor]:
+    """Mean latent of the examples where `mask` (bool, (B,)) holds minus the mean latent of the
+    others, per latent level: Glow section 6.3's z_pos - z_neg for a binary attribute."""
+    if mask.dtype != torch.bool or mask.shape != x.shape[:1]:
+        raise ValueError(f"expected a bool mask of shape ({len(x)},), got {mask.dtype} {tuple(mask.shape)}")
+    if not mask.any() or mask.all():
+        raise ValueError(f"the attribute direction needs examples with and without the attribute; "
+                         f"{int(mask.sum())} of {len(mask)} have it")
+    z_pos, z_neg = mean_latents(model, x[mask]), mean_latents(model, x[~mask])
+    return [p - n for p, n in zip(z_pos, z_neg)]
+
+
+@torch.no_grad()
 def attribute_direction(model, x: Tensor, labels: Tensor, source: int, target: int) -> list[Tensor]:
-    """Mean latent of class `target` minus mean latent of class `source` (Glow section 6.3 uses
-    attributes of CelebA; here class labels stand in for them)."""
+    """Mean latent of class `target` minus mean latent of class `source`: `mask_direction` over the
+    examples of the two classes, class labels standing in for Glow's binary attributes."""
     for cls in (source, target):
         if not (labels == cls).any():
             raise ValueError(f"no example of class {cls} in the batch used for the attribute direction")
-    za, zb = mean_latents(model, x[labels == source]), mean_latents(model, x[labels == target])
-    return [b - a for a, b in zip(za, zb)]
+    keep = (labels == source) | (labels == target)
+    return mask_direction(model, x[keep], labels[keep] == target)
 
 
 @torch.no_grad()

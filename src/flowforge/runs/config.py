@@ -17,6 +17,7 @@ else:  # pragma: no cover
 from flowforge.data.registry import DATASET_KINDS
 from flowforge.errors import ConfigError
 from flowforge.models.registry import validate_options
+from flowforge.runs.recipe_checks import check_recipe
 from flowforge.runs.shipped_configs import config_path
 
 
@@ -26,9 +27,12 @@ class DataConfig:
     n_bits: int = 8
     n_valid: int = 5000
     data_dir: str = ""
+    # training batches only, seeded by the step (data/augment.py): any of "crop", "flip"
+    augment: tuple[str, ...] = ()
+    augment_pad: int = 4  # "crop": zero padding on each side before the random crop back to size
 
     CHOICES = {"dataset": tuple(DATASET_KINDS)}
-    RANGES = {"n_bits": (1, 8), "n_valid": (1, 59999)}
+    RANGES = {"n_bits": (1, 8), "n_valid": (1, 59999), "augment_pad": (0, 64)}
 
 
 @dataclass
@@ -71,9 +75,16 @@ class TrainConfig:
     compile_flow: bool = False
     cuda_graphs: bool = False
     sync_free_skip: bool = False
+    # learning-rate schedule (training/schedules.py), times the warm-up
+    lr_schedule: str = "constant"
+    lr_decay_steps: tuple[int, ...] = ()  # "step": milestones in optimizer steps ...
+    lr_decay_epochs: tuple[int, ...] = ()  # ... or in epochs (one of the two)
+    lr_decay_factor: float = 0.1
+    lr_cosine_steps: int = 0  # "cosine": steps from lr down to lr_min; 0 = max_steps
+    lr_min: float = 0.0
 
     CHOICES = {"optimizer": ("adamax", "adam"), "device": ("auto", "cpu", "cuda"),
-               "coupling_dtype": ("float32", "bfloat16", "float16")}
+               "coupling_dtype": ("float32", "bfloat16", "float16"), "lr_schedule": ("constant", "step", "cosine")}
     RANGES = {
         "lr": (0.0, 10.0), "warmup_steps": (0, 10**9), "batch_size": (1, 10**6), "max_steps": (1, 10**9),
         "max_minutes": (0.0, 10**6), "grad_clip": (0.0, 1e12), "weight_decay": (0.0, 1.0), "ema_decay": (0.0, 0.999999),
@@ -81,6 +92,7 @@ class TrainConfig:
         "valid_examples": (0, 10**9), "checkpoint_every": (1, 10**9), "sample_every": (1, 10**9),
         "sample_temperature": (0.0, 10.0), "patience": (0, 10**9), "nonfinite_patience": (1, 10**6), "lr_backoff": (0.0, 1.0),
         "diagnose_every": (0, 10**9),
+        "lr_decay_factor": (0.0, 1.0), "lr_cosine_steps": (0, 10**9), "lr_min": (0.0, 10.0),
     }
 
 
@@ -197,6 +209,7 @@ def config_from_dict(raw: dict, source: str = "<config>") -> RunConfig:
         if section not in _SECTION_CLASSES:
             raise ConfigError(f"{source}: unknown section [{section}]; expected one of {sorted(_SECTION_CLASSES)}")
     cfg = RunConfig(**{name: _build_section(cls, raw.get(name, {}), source, name) for name, cls in _SECTION_CLASSES.items()})
+    check_recipe(cfg, source)
     return cfg
 
 

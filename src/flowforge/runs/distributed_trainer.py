@@ -45,7 +45,7 @@ class DistributedTrainer(Trainer):
 
     def _train_step(self, step: int) -> dict | None:
         draw = step + self.state.draws_skipped  # a skipped step moves past its batch and noise
-        images = self._batch(draw)[0]  # the global batch, identical on every rank
+        images = self._augmented(self._batch(draw), draw)[0]  # the global batch, identical on every rank
         gen = _seeded(self.cfg.train.seed, 4, draw, device=self.device)
         for group in self.optimizer.param_groups:
             group["lr"] = self._lr(step)

@@ -31,6 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from flowforge.bijections.actnorm import is_initialized
+from flowforge.data.augment import augment_batch
 from flowforge.errors import CheckpointError, ConfigError, NonFiniteError
 from flowforge.runs.checkpoint import checkpoint_exists, load_checkpoint, save_checkpoint
 from flowforge.runs.config import RunConfig, dump_toml
@@ -39,6 +40,7 @@ from flowforge.runs.report import write_report
 from flowforge.runs.run_dir import RunPaths, build_model, load_trained, select_device
 from flowforge.runs.run_lock import RunLock
 from flowforge.training.ema import EMA
+from flowforge.training.schedules import LRSchedule
 from flowforge.training.interrupts import StepBoundaryInterrupts, TrainingInterrupted
 from flowforge.training.metrics import MetricsLog
 from flowforge.training.speed import SpeedOptions, apply_speed_options, begin_training_step
@@ -122,6 +124,7 @@ class Trainer:
         if self.num_train < self.batch_size:
             raise ConfigError(f"train.batch_size = {self.batch_size} exceeds the {self.num_train} training examples")
         self.steps_per_epoch = self.num_train // self.batch_size
+        self.schedule = LRSchedule.from_train_config(cfg.train, self.steps_per_epoch)
         self.data_args = self.source.model_args()
         self.model = build_model(cfg, self.data_args).to(self.device)
         self.ema = EMA(self.model, cfg.train.ema_decay)
@@ -145,6 +148,11 @@ class Trainer:
             self._epoch_perm = (epoch, torch.randperm(self.num_train, generator=gen).to(self.device))
         idx = self._epoch_perm[1][i * self.batch_size : (i + 1) * self.batch_size]
         return tuple(t[idx] for t in self.train_data)
+
+    def _augmented(self, batch: tuple[torch.Tensor, ...], draw: int) -> tuple[torch.Tensor, ...]:
+        """data.augment on a training batch, drawn from (seed, draw): resumed runs stay exact."""
+        gen = _seeded(self.cfg.train.seed, 5, draw, device=torch.device("cpu"))
+        return augment_batch(batch, self.cfg.data.augment, self.cfg.data.augment_pad, gen)
 
     def _initialize(self) -> None:
         n = min(self.cfg.train.init_batch, self.num_train)
@@ -243,8 +251,8 @@ class Trainer:
         return patience > 0 and self.state.validations_since_best >= patience
 
     def _lr(self, step: int) -> float:
-        warm = self.cfg.train.warmup_steps
-        return self.cfg.train.lr * self.state.lr_scale * (min(1.0, (step + 1) / warm) if warm else 1.0)
+        # scheduled rate (constant: train.lr itself) x rollback scale x warm-up (training/schedules.py)
+        return self.schedule.scheduled(step) * self.state.lr_scale * self.schedule.warmup(step)
 
     def _at_boundary(self, steps_done: int) -> bool:
         """The host reads metrics, validates, samples or saves after this many steps."""
@@ -269,7 +277,7 @@ class Trainer:
         if self._masked is not None and self._masked.failed:
             return None  # a failed step awaits the rollback (see sync_free.py)
         draw = step + self.state.draws_skipped  # a skipped step moves past its batch and noise
-        batch = self._batch(draw)
+        batch = self._augmented(self._batch(draw), draw)
         gen = _seeded(self.cfg.train.seed, 4, draw, device=self.device)
         for group in self.optimizer.param_groups:
             group["lr"] = self._lr(step)

@@ -9,7 +9,7 @@ import torch
 
 from flowforge.data.images import ImageSplit
 from flowforge.data.quantisation import to_model_space, to_uint8
-from flowforge.models.latent_ops import attribute_direction, interpolate, manipulate
+from flowforge.models.latent_ops import attribute_direction, interpolate, manipulate, mask_direction
 from flowforge.viz.grid import save_image, save_rows
 from flowforge.viz.nonfinite import record, same_channels, show
 
@@ -80,5 +80,20 @@ def class_edit_figure(model, path: Path, test: ImageSplit, source: int, target: 
     x_ref = _cell_centres(model, test.images[:n_ref])
     direction = attribute_direction(model, x_ref, test.labels[:n_ref].to(x_ref.device), source, target)
     chosen = _cell_centres(model, test.images[test.labels == source][:count])
+    frames = manipulate(model, chosen, direction, EDIT_ALPHAS)
+    return _save_rows(model, list(frames), path, [f"#{i}" for i in range(len(frames))])
+
+
+@torch.no_grad()
+def attribute_edit_figure(model, path: Path, reference: ImageSplit, reference_has: torch.Tensor, test: ImageSplit,
+                          test_has: torch.Tensor, count: int, max_reference: int = 2000) -> Path:
+    """Glow section 6.3 with a real binary attribute: the direction is mean latent(with) - mean
+    latent(without) over the first `max_reference` images of `reference` (`reference_has`: 0/1 per
+    image); test images without the attribute (all test images if none lacks it) move along it."""
+    n_ref = min(len(reference), max_reference)
+    x_ref = _cell_centres(model, reference.images[:n_ref])
+    direction = mask_direction(model, x_ref, reference_has[:n_ref].to(x_ref.device).bool())
+    lacking = test.images[~test_has.bool()]
+    chosen = _cell_centres(model, (lacking if len(lacking) else test.images)[:count])
     frames = manipulate(model, chosen, direction, EDIT_ALPHAS)
     return _save_rows(model, list(frames), path, [f"#{i}" for i in range(len(frames))])
