@@ -149,8 +149,10 @@ def build_nflows(model: str, dim: int, ctx: int, hidden: int, layers: int):
     import torch.nn.functional as F
     from nflows.distributions.normal import StandardNormal as NStandardNormal
     from nflows.flows.base import Flow as NFlow
-    from nflows.transforms.autoregressive import (MaskedAffineAutoregressiveTransform,
-                                                  MaskedPiecewiseRationalQuadraticAutoregressiveTransform)
+    from nflows.transforms.autoregressive import (
+        MaskedAffineAutoregressiveTransform,
+        MaskedPiecewiseRationalQuadraticAutoregressiveTransform,
+    )
     from nflows.transforms.base import CompositeTransform
     from nflows.transforms.coupling import PiecewiseRationalQuadraticCouplingTransform
     from nflows.transforms.permutations import ReversePermutation as NReverse
