@@ -55,23 +55,20 @@ def run(args) -> int:
 
         check_attribute(args.attribute, read_run_config(args.run_dir).data.dataset)
     device = select_device(args.device or "auto")
-    cfg, model, _ = load_trained(args.run_dir, which=args.checkpoint, device=device)
+    cfg, model, state = load_trained(args.run_dir, which=args.checkpoint, device=device)
     samples_dir = RunPaths(Path(args.run_dir)).samples
-    source = make_source(cfg, args.data_dir)
+    source = make_source(cfg, args.data_dir, state.get("data_state"))
     written = []
     if not isinstance(source, ImageSource):
         if args.sweep or args.interpolate or args.class_edit:
             raise FlowforgeError("--sweep, --interpolate and --class-edit need an image model")
         gen = torch.Generator(device=device).manual_seed(args.seed)
-        with torch.no_grad():
-            points = model.sample(args.n, args.temperature, generator=gen).cpu()
+        points = source.sample_points(model, args.n, args.temperature, gen)  # in the data's units
         bad = int((~torch.isfinite(points).reshape(len(points), -1).all(dim=1)).sum())
         if bad:
             print(f"warning: {bad} of {args.n} samples are non-finite (NaN or inf)", file=sys.stderr)
-        out = Path(args.out) if args.out else samples_dir / f"samples-T{args.temperature:g}.pt"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(points, out)
-        written += [out, source.write_samples(model, samples_dir / "density", args.temperature, gen)]
+        out = Path(args.out) if args.out else samples_dir / f"samples-T{args.temperature:g}{source.samples_suffix}"
+        written += [source.save_points(points, out), source.write_samples(model, samples_dir / "density", args.temperature, gen)]
     else:
         out = Path(args.out) if args.out else samples_dir / f"samples-T{args.temperature:g}.png"
         written.append(image_figures.sample_grid(model, out, args.n, args.temperature, args.seed))

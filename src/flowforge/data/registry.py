@@ -1,5 +1,7 @@
 """Every data set flowforge knows, by kind: `image` (uint8 images with labels), `toy2d`
-(generated 2-D sets), `uci` (the MAF tabular files) and `digits` (scikit-learn's bundled digits),
+(generated 2-D sets), `uci` (the MAF tabular files), `digits` (scikit-learn's bundled digits),
+`user-array` (a .npy / .npz / .csv file of your own, `user_arrays`) and `user-image` (your own
+uint8 images: a .npy tensor or a folder of PNG files, `user_images`),
 and the (C, H, W) of every image set as its loader returns it (`images.load_image_split`)."""
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ DATASET_KINDS: dict[str, str] = {
     "miniboone": "uci",
     "bsds300": "uci",
     "digits": "digits",
+    "array": "user-array",
+    "image-array": "user-image",
+    "image-folder": "user-image",
 }
 
 IMAGE_SHAPES: dict[str, tuple[int, int, int]] = {

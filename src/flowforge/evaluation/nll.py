@@ -11,10 +11,14 @@ from flowforge.evaluation.summary import summarise
 
 @torch.no_grad()
 def per_example_nll(model, x: torch.Tensor, batch_size: int = 10_000, device: torch.device | str = "cpu",
-                    progress: bool = False, desc: str = "eval") -> torch.Tensor:
-    """-log p(x) of every row of x, in order, as a float64 CPU tensor."""
+                    progress: bool = False, desc: str = "eval", context: torch.Tensor | None = None) -> torch.Tensor:
+    """-log p(x | context) of every row of x, in order, as a float64 CPU tensor."""
     model.eval()
-    out = [-model.log_prob(x[i : i + batch_size].to(device)).double().cpu()
+
+    def ctx(i: int) -> torch.Tensor | None:
+        return None if context is None else context[i : i + batch_size].to(device)
+
+    out = [-model.log_prob(x[i : i + batch_size].to(device), ctx(i)).double().cpu()
            for i in tqdm(range(0, len(x), batch_size), desc=desc, disable=not progress, leave=False)]
     return torch.cat(out) if out else torch.empty(0, dtype=torch.float64)
 

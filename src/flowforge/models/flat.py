@@ -40,6 +40,7 @@ class FlatFlowModel(FlowOfLayers):
         return super().encode(x, context)
 
     def loss(self, batch, generator=None) -> dict[str, Tensor]:
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        nll = -self.log_prob(x).mean()
+        """Mean NLL of a batch `x` or `(x,)`, or `(x, context)` for a model with a context."""
+        x, context = (batch[0], batch[1] if len(batch) > 1 else None) if isinstance(batch, (tuple, list)) else (batch, None)
+        nll = -self.log_prob(x, context).mean()
         return {"loss": nll, "nll": nll.detach()}

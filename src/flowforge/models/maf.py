@@ -15,14 +15,19 @@ from flowforge.models.registry import register
 
 @register("maf")
 class MAF(FlatFlowModel):
+    """`context_dim` > 0: every MADE also reads a context vector (Papamakarios et al. 2017,
+    section 3.4, conditional MADE); it comes from the data (the data's context columns)."""
+
+    DATA_ARGS = ("dim", "context_dim")
     CHOICES = {"activation": ("tanh", "relu", "elu")}
 
     def __init__(self, dim: int, layers: int = 10, hidden: Sequence[int] = (50, 50), activation: str = "tanh",
-                 batch_norm: bool = True):
+                 batch_norm: bool = True, context_dim: int = 0):
         super().__init__(dim)
+        self.context_dim = context_dim
         steps = []
         for i in range(layers):
-            steps.append(MAFStep(dim, list(hidden), activation=activation))
+            steps.append(MAFStep(dim, list(hidden), activation=activation, context_dim=context_dim))
             if batch_norm:
                 steps.append(BatchNormFlow(dim))
             if i < layers - 1:

@@ -29,6 +29,13 @@ def create(name: str, **kwargs) -> FlowModel:
     return _REGISTRY[name](**kwargs)
 
 
+def model_class(name: str) -> Callable[..., FlowModel]:
+    """The registered class of `name` (its DATA_ARGS say what it takes from the data)."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; registered: {sorted(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
 def available() -> list[str]:
     """The names of every registered model, sorted."""
     return sorted(_REGISTRY)

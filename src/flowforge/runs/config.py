@@ -30,9 +30,18 @@ class DataConfig:
     # training batches only, seeded by the step (data/augment.py): any of "crop", "flip"
     augment: tuple[str, ...] = ()
     augment_pad: int = 4  # "crop": zero padding on each side before the random crop back to size
+    # data of your own (dataset "array", "image-array", "image-folder"; data/user_arrays.py)
+    path: str = ""
+    columns: tuple = ()
+    context_columns: tuple = ()
+    valid_fraction: float = 0.1
+    test_fraction: float = 0.1
+    split_seed: int = 0
+    standardise: bool = True
 
     CHOICES = {"dataset": tuple(DATASET_KINDS)}
-    RANGES = {"n_bits": (1, 8), "n_valid": (1, 59999), "augment_pad": (0, 64)}
+    RANGES = {"n_bits": (1, 8), "n_valid": (1, 59999), "augment_pad": (0, 64), "valid_fraction": (0.0, 0.9),
+              "test_fraction": (0.0, 0.9)}
 
 
 @dataclass
@@ -210,7 +219,19 @@ def config_from_dict(raw: dict, source: str = "<config>") -> RunConfig:
             raise ConfigError(f"{source}: unknown section [{section}]; expected one of {sorted(_SECTION_CLASSES)}")
     cfg = RunConfig(**{name: _build_section(cls, raw.get(name, {}), source, name) for name, cls in _SECTION_CLASSES.items()})
     check_recipe(cfg, source)
+    _check_user_data(cfg.data, source)
     return cfg
+
+
+def _check_user_data(data: DataConfig, source: str) -> None:
+    """data.path made absolute (the saved config then works from any directory); column names
+    are strings or indices."""
+    if data.path:
+        data.path = str(Path(data.path).expanduser().absolute())
+    for key in ("columns", "context_columns"):
+        for i, v in enumerate(getattr(data, key)):
+            if isinstance(v, bool) or not isinstance(v, (str, int)):
+                raise ConfigError(f"{source}: data.{key}[{i}]: expected a column name or index, got {v!r}")
 
 
 def parse_override(text: str) -> tuple[str, str, Any]:

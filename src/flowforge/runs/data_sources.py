@@ -3,6 +3,13 @@
 - `ImageSource` (MNIST, Fashion-MNIST): uint8 images and labels; metric bits/dim; sample grids.
 - `ArraySource` (2-D toys, UCI tables, digits): float32 rows; metric NLL in nats per example;
   for 2-D data a figure of the learned density beside the data.
+- `UserArraySource` (data.dataset = "array": a .npy / .npz / .csv file of your own): standardised
+  rows and, with context columns, `(x, context)` batches; the standardisation is fitted on the
+  training split, saved with the run (`data_state`) and used again by `eval` and `sample`, whose
+  points are written back in the file's units.
+- `UserImageSource` ("image-array", "image-folder"): uint8 images of your own, no labels.
+
+`make_source(cfg, data_dir, saved)`: `saved` is the `data_state()` a run's checkpoint holds.
 """
 
 from __future__ import annotations
@@ -14,9 +21,13 @@ import torch
 from flowforge.data.arrays import ArraySplits
 from flowforge.data.images import CLASS_NAMES, ImageSplit, load_image_split
 from flowforge.data.registry import dataset_kind, image_shape
+from flowforge.data.user_arrays import load_user_arrays, write_csv
+from flowforge.data.user_images import load_user_images
+from flowforge.errors import ConfigError, DataError
 from flowforge.evaluation.bits_per_dim import evaluate_bpd
 from flowforge.evaluation.importance import evaluate_importance
 from flowforge.evaluation.nll import evaluate_nll
+from flowforge.models.registry import model_class
 from flowforge.runs.config import RunConfig
 from flowforge.viz import save_image
 
@@ -64,6 +75,9 @@ class ImageSource:
         record(out, bad, n)
         return out
 
+    def data_state(self) -> dict:
+        return {}
+
 
 class ArraySource:
     metric = "nll"
@@ -103,6 +117,117 @@ class ArraySource:
         return save_density_figure(path.with_suffix(".png"), self.data.test.numpy(),
                                    [(type(model).__name__, xs, ys, logp)], bounds=bounds)
 
+    def data_state(self) -> dict:
+        return {}
+
+    samples_suffix = ".pt"
+
+    @torch.no_grad()
+    def sample_points(self, model, n: int, temperature: float, generator: torch.Generator) -> torch.Tensor:
+        """n points from the model, on the CPU, in the data's units."""
+        return model.sample(n, temperature, generator=generator).cpu()
+
+    def save_points(self, points: torch.Tensor, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(points, path)
+        return path
+
+
+class UserArraySource(ArraySource):
+    """data.dataset = "array": the file at data.path (data/user_arrays.py), standardised."""
+
+    def __init__(self, cfg: RunConfig, data_dir: str | None = None, saved: dict | None = None):
+        self.cfg = cfg
+        d = cfg.data
+        if not d.path:
+            raise ConfigError("data.path: required for data.dataset = 'array' (a .npy, .npz or .csv file)")
+        self.user = load_user_arrays(d.path, d.columns, d.context_columns, d.valid_fraction, d.test_fraction,
+                                     d.split_seed, d.standardise, saved=(saved or {}).get("user_arrays"))
+        self.data = self.user.splits
+        self._check_model()
+
+    def _check_model(self) -> None:
+        if self.user.context_dim and "context_dim" not in model_class(self.cfg.model.name).DATA_ARGS:
+            raise ConfigError(f"data.context_columns {list(self.user.context_columns)}: model {self.cfg.model.name!r} "
+                              "takes no context; use a conditional model (e.g. maf) or drop the context columns")
+
+    def model_args(self) -> dict:
+        return {"dim": self.data.dim, **({"context_dim": self.user.context_dim} if self.user.context_dim else {})}
+
+    def tensors(self, name: str, limit: int = 0) -> tuple[torch.Tensor, ...]:
+        out = (self.split(name),) + ((self.user.context[name],) if self.user.context else ())
+        return tuple(t[:limit] for t in out) if limit else out
+
+    def evaluate(self, model, tensors, what: str, batch_size: int, device, samples: int = 1, seed: int = 0,
+                 progress: bool = False) -> dict:
+        """NLL in nats per example of the standardised data (the model's space), and
+        `nll_original_units`: the NLL of the file's values (-log p + sum log std)."""
+        context = tensors[1] if len(tensors) > 1 else None
+        r = evaluate_nll(model, tensors[0], what=what, batch_size=batch_size, device=device, progress=progress,
+                         context=context)
+        r["nll_original_units"] = r["nll"] + self.user.x_standardiser.log_scale
+        return r
+
+    def data_state(self) -> dict:
+        return {"user_arrays": self.user.state()}
+
+    samples_suffix = ".csv"
+
+    def sample_contexts(self, n: int) -> torch.Tensor | None:
+        """Standardised contexts for n samples: the test split's context rows, in order, repeated."""
+        if not self.user.context:
+            return None
+        c = self.user.context["test"]
+        return c[torch.arange(n) % len(c)]
+
+    @torch.no_grad()
+    def sample_points(self, model, n: int, temperature: float, generator: torch.Generator) -> torch.Tensor:
+        """n samples in the file's units, the context columns (test rows) first when there are any."""
+        model.eval()
+        device = next(model.parameters()).device
+        c = self.sample_contexts(n)
+        x = model.sample(n, temperature, context=None if c is None else c.to(device), generator=generator)
+        x = self.user.x_standardiser.invert(x)
+        return x if c is None else torch.cat([self.user.context_standardiser.invert(c), x], 1)
+
+    def save_points(self, points: torch.Tensor, path: Path) -> Path:
+        if path.suffix.lower() != ".csv":
+            return super().save_points(points, path)
+        return write_csv(path, self.user.context_columns + self.user.columns, points)
+
+    @torch.no_grad()
+    def write_samples(self, model, path: Path, temperature: float, generator: torch.Generator, n: int = 0) -> Path | None:
+        if self.user.context:  # a density of x alone is not defined without a context
+            return None
+        return super().write_samples(model, path, temperature, generator, n)
+
+
+class UserImageSource(ImageSource):
+    """data.dataset = "image-array" or "image-folder": images of your own at data.path (no labels)."""
+
+    def __init__(self, cfg: RunConfig, data_dir: str | None = None, saved: dict | None = None):
+        super().__init__(cfg, data_dir)
+        d = cfg.data
+        if not d.path:
+            raise ConfigError(f"data.path: required for data.dataset = {d.dataset!r} "
+                              f"({'a .npy file of uint8 images' if d.dataset == 'image-array' else 'a folder of PNG files'})")
+        self._splits = load_user_images(d.dataset, d.path, d.valid_fraction, d.test_fraction, d.split_seed, d.n_bits)
+        shape = tuple(self._splits["train"].images.shape[1:])
+        if saved and tuple(saved.get("image_shape", shape)) != shape:
+            raise DataError(f"{d.path}: images are {shape}, but the run was trained on {tuple(saved['image_shape'])}")
+        self.shape = shape
+
+    def model_args(self) -> dict:
+        return {"image_shape": self.shape, "n_bits": self.cfg.data.n_bits}
+
+    num_classes = 0
+
+    def split(self, name: str) -> ImageSplit:
+        return self._splits[name]
+
+    def data_state(self) -> dict:
+        return {"image_shape": list(self.shape)}
+
 
 def _trained_by_elbo(model) -> bool:
     """Localised flows: their figure is the importance-sampled estimate, with its own K per split."""
@@ -140,6 +265,11 @@ def _load_arrays(cfg: RunConfig, data_dir: str | None) -> ArraySplits:
     return load_digits_splits(seed=cfg.train.seed)
 
 
-def make_source(cfg: RunConfig, data_dir: str | None = None):
-    """The data source for the config's data set."""
-    return ImageSource(cfg, data_dir) if dataset_kind(cfg.data.dataset) == "image" else ArraySource(cfg, data_dir)
+def make_source(cfg: RunConfig, data_dir: str | None = None, saved: dict | None = None):
+    """The data source for the config's data set (`saved`: a run's `data_state()`, for data of your own)."""
+    kind = dataset_kind(cfg.data.dataset)
+    if kind == "user-array":
+        return UserArraySource(cfg, data_dir, saved)
+    if kind == "user-image":
+        return UserImageSource(cfg, data_dir, saved)
+    return ImageSource(cfg, data_dir) if kind == "image" else ArraySource(cfg, data_dir)

@@ -44,7 +44,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", command: str = "", da
             raise ConfigError("--importance-samples / --repeats apply only to models trained by an ELBO (lgf-*)")
         model.test_samples = importance_samples or model.test_samples
         model.test_repeats = repeats or model.test_repeats
-    source = make_source(cfg, data_dir)
+    source = make_source(cfg, data_dir, state.get("data_state"))
     samples = samples or cfg.eval.samples
     data = source.tensors(split)
     split_size = len(data[0])

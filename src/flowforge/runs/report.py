@@ -31,7 +31,7 @@ def write_report(run_dir: str | Path) -> Path:
         lines += [
             "## Training",
             "",
-            f"- data: {data['dataset']}, {data['n_bits']}-bit, validation split of {data['n_valid']} carved from train",
+            _data_line(data),
             f"- model: {model['name']} ({', '.join(f'{k}={v}' for k, v in model.items() if k != 'name')})",
             f"- steps: {state['step']} (skipped non-finite: {state['skipped_steps']}, rollbacks: {state['rollbacks']})",
             f"- training time: {state['elapsed_seconds']:.1f} s; wall-clock including validation and saving: "
@@ -74,3 +74,12 @@ def write_report(run_dir: str | Path) -> Path:
     path = root / "report.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def _data_line(data: dict) -> str:
+    if data.get("path"):  # data of your own (data/user_arrays.py, data/user_images.py)
+        cols = (f"; columns {list(data.get('columns') or []) or 'all'}, context {list(data.get('context_columns') or [])}"
+                if data["dataset"] == "array" else f", {data['n_bits']}-bit")
+        return (f"- data: {data['dataset']} `{data['path']}`{cols}; seeded split (seed {data.get('split_seed', 0)}): "
+                f"valid {data.get('valid_fraction')}, test {data.get('test_fraction')} (or the file's own splits)")
+    return f"- data: {data['dataset']}, {data['n_bits']}-bit, validation split of {data['n_valid']} carved from train"

@@ -176,11 +176,15 @@ class Trainer:
         state = asdict(self.state)
         state["config"] = self.cfg.to_dict()
         state["model_data_args"] = self.data_args
+        state["data_state"] = self.source.data_state()  # e.g. the standardisation of data of your own
         save_checkpoint(path, model=self.model, ema=self.ema.shadow, optimizer=self.optimizer, state=state)
 
     def _restore(self, path: Path) -> None:
         saved = load_checkpoint(path, model=self.model, ema=self.ema.shadow, optimizer=self.optimizer,
                                 map_location=str(self.device))
+        if saved.get("data_state", {}) != self.source.data_state():
+            raise CheckpointError(f"{path}: the data changed since this run was trained (standardisation, columns "
+                                  "or file contents differ); start a new run")
         self.state = TrainState(**_checked_state(saved, path))
         if self._masked is not None:
             self._masked.reset()
