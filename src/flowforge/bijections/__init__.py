@@ -2,7 +2,7 @@
 
 from flowforge.bijections.actnorm import ActNorm, data_dependent_init, is_initialized
 from flowforge.bijections.autoregressive import MAFStep
-from flowforge.bijections.base import Bijection, Chain, Inverse
+from flowforge.bijections.base import Bijection, Chain, Inverse, Unconditional
 from flowforge.bijections.coupling import AdditiveCoupling, AffineCoupling
 from flowforge.bijections.elementwise import BatchNormFlow, Logit
 from flowforge.bijections.householder import Householder
@@ -30,6 +30,7 @@ __all__ = [
     "Bijection",
     "Chain",
     "Inverse",
+    "Unconditional",
     "InvertibleConv1x1",
     "InvertibleConv1x1LU",
     "Logit",

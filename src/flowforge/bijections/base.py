@@ -3,6 +3,11 @@
 Both directions return ``(output, logabsdet)`` where ``logabsdet`` has shape ``(batch,)`` and is
 log |det| of the Jacobian of the map just applied (so forward and inverse log-dets of a round
 trip sum to zero). An optional keyword ``context`` carries conditioning.
+
+Context rule (docs/conditional-flows.md): a layer whose conditioner reads a context uses it; a
+layer with a conditioner built without one refuses one (`refuse_context`); layers with no
+conditioner at all (permutations, actnorm, batch norm, squeeze) are the same map for every
+context and let it pass, so a `Chain` can hand the context to every layer.
 """
 
 from __future__ import annotations
@@ -21,6 +26,13 @@ class Bijection(nn.Module):
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
+
+
+def refuse_context(owner: object, context: Tensor | None) -> None:
+    """A layer or distribution built without a context refuses one instead of ignoring it."""
+    if context is not None:
+        raise ValueError(f"{type(owner).__name__} takes no context (it was built unconditional), "
+                         f"but a context of shape {tuple(context.shape)} was given")
 
 
 def zero_logdet(x: Tensor) -> Tensor:
@@ -75,3 +87,20 @@ class Inverse(Bijection):
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return self.bijection.forward(z, context=context)
+
+
+class Unconditional(Bijection):
+    """`bijection` as a layer of a conditional chain that does not read the context: the context
+    stops here, on purpose and visibly, for models whose context conditions only their base (a
+    residual or planar stack with a conditional Gaussian base). The inner layer still refuses a
+    context given to it directly."""
+
+    def __init__(self, bijection: Bijection):
+        super().__init__()
+        self.bijection = bijection
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return self.bijection(x)
+
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return self.bijection.inverse(z)

@@ -9,6 +9,13 @@
 `scale` names the map from the network's raw output h to (exp(s), s) (`scale_functions`): "exp"
 (the default, s = h, as above) or a bounded one such as "sigmoid" / "squashed-sigmoid" (Behrmann
 et al. 2021, section 5 and supplement C).
+
+Context (conditional density estimation, as the conditioners of nflows and zuko): with
+``context_dim > 0`` the conditioner reads ``concat(m * x, c)`` -- the context vector c of shape
+(B, context_dim) appended to the masked input along dim 1 (for images broadcast over the
+positions as extra channels) -- so s and t, and with them the map, depend on c; the log-det keeps
+its form. The networks must then take D + context_dim inputs (channels). Built with
+``context_dim = 0`` the coupling refuses a context (ValueError) instead of ignoring it.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from flowforge.bijections.base import Bijection
+from flowforge.bijections.base import Bijection, refuse_context
 from flowforge.bijections.scale_functions import get_scale_function
 from flowforge.errors import ShapeError
 
@@ -44,18 +51,40 @@ def alternating_mask(dim: int, invert: bool = False) -> Tensor:
 class MaskedAffineCoupling(Bijection):
     """Affine coupling through a mask. `shift_net` and `log_scale_net` map the masked input to
     tensors of the input's shape; pass one `net` instead to get both as the halves of its output
-    along dim 1 (shift first, as the LGF code's ChunkedSharedCoupler)."""
+    along dim 1 (shift first, as the LGF code's ChunkedSharedCoupler). With ``context_dim > 0`` the
+networks read the masked input with the context concatenated (module docstring)."""
 
     def __init__(self, mask: Tensor, net: nn.Module | None = None, shift_net: nn.Module | None = None,
-                 log_scale_net: nn.Module | None = None, scale: str = "exp"):
+                 log_scale_net: nn.Module | None = None, scale: str = "exp", context_dim: int = 0):
         super().__init__()
         if (net is None) == (shift_net is None or log_scale_net is None):
             raise ValueError("give either `net` or both `shift_net` and `log_scale_net`")
         self.register_buffer("mask", mask.float())
         self.net, self.shift_net, self.log_scale_net = net, shift_net, log_scale_net
         self.scale, self._scale_fn = scale, get_scale_function(scale)
+        if context_dim < 0:
+            raise ValueError(f"context_dim must be >= 0, got {context_dim}")
+        self.context_dim = int(context_dim)
 
-    def _shift_log_scale(self, x_masked: Tensor) -> tuple[Tensor, Tensor]:
+    def _conditioner_input(self, x_masked: Tensor, context: Tensor | None) -> Tensor:
+        if self.context_dim == 0:
+            refuse_context(self, context)
+            return x_masked
+        if context is None:
+            raise ValueError(f"this MaskedAffineCoupling was built with context_dim={self.context_dim} "
+                             f"but got no context")
+        if context.dim() == 1 and self.context_dim == 1:
+            context = context[:, None]
+        if context.shape != (x_masked.shape[0], self.context_dim):
+            raise ShapeError(f"MaskedAffineCoupling context must be ({x_masked.shape[0]}, {self.context_dim}), "
+                             f"got {tuple(context.shape)}")
+        context = context.to(x_masked.dtype)
+        if x_masked.dim() == 4:
+            context = context[:, :, None, None].expand(-1, -1, *x_masked.shape[2:])
+        return torch.cat([x_masked, context], dim=1)
+
+    def _shift_log_scale(self, x_masked: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        x_masked = self._conditioner_input(x_masked, context)
         if self.net is not None:
             shift, log_scale = self.net(x_masked).chunk(2, dim=1)
         else:
@@ -70,12 +99,12 @@ class MaskedAffineCoupling(Bijection):
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         self._check(x)
-        shift, log_scale = self._shift_log_scale(x * self.mask)
+        shift, log_scale = self._shift_log_scale(x * self.mask, context)
         y = (x + shift) * log_scale.exp()
         return y, log_scale.flatten(1).sum(1)
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         self._check(z)
-        shift, log_scale = self._shift_log_scale(z * self.mask)
+        shift, log_scale = self._shift_log_scale(z * self.mask, context)
         x = z * (-log_scale).exp() - shift
         return x, -log_scale.flatten(1).sum(1)

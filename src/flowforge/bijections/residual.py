@@ -35,7 +35,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
-from flowforge.bijections.base import Bijection
+from flowforge.bijections.base import Bijection, refuse_context
 from flowforge.bijections.residual_logdet import RouletteEstimator, exact_logdet
 from flowforge.errors import ShapeError
 from flowforge.nets.lipschitz import update_lipschitz
@@ -99,6 +99,7 @@ class ResidualBlock(Bijection):
         return gx, ld, full
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        refuse_context(self, context)
         self._check(x)
         if self.training:
             update_lipschitz(self.net)
@@ -143,6 +144,7 @@ class ResidualBlock(Bijection):
         return x, ld
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        refuse_context(self, context)
         self._check(z)
         x = self._fixed_point(z)
         if self._skip_logdet:

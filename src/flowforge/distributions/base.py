@@ -15,7 +15,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from flowforge.bijections.base import refuse_context
 from flowforge.errors import ShapeError
+
+__all__ = ["Distribution", "refuse_context"]
 
 
 class Distribution(nn.Module):
@@ -52,10 +55,3 @@ class Distribution(nn.Module):
         if tuple(z.shape[1:]) != self.event_shape:
             raise ShapeError(f"{type(self).__name__} expects (B, {', '.join(map(str, self.event_shape))}), "
                              f"got {tuple(z.shape)}")
-
-
-def refuse_context(owner: object, context: Tensor | None) -> None:
-    """A layer or distribution built without a context refuses one instead of ignoring it."""
-    if context is not None:
-        raise ValueError(f"{type(owner).__name__} takes no context (it was built unconditional), "
-                         f"but a context of shape {tuple(context.shape)} was given")

@@ -17,6 +17,7 @@ EXPERIMENTS: dict[str, str] = {
     "attack-fashion": "attack",
     "stability-2d": "stability_2d",
     "vae-flow": "vae_flow",
+    "reverse-kl-2d": "reverse_kl_2d",
 }
 
 

@@ -127,6 +127,7 @@ class LocalisedFlow:
 
 
 class _FlatLocalisedFlow(LocalisedFlow):
+    DATA_ARGS = ("dim",)  # no context
     def _insert_steps(self, kind: type, u_dim: int, st_hidden, pq_hidden) -> None:
         if u_dim < 1:
             raise ValueError(f"u_dim must be positive, got {u_dim}")

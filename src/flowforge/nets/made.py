@@ -135,7 +135,10 @@ class MADE(nn.Module):
 
     def _add_context(self, h: Tensor, context: Tensor | None) -> Tensor:
         if self.context_layer is None:
-            return h  # a layer in a Chain receives the chain's context whether it uses it or not
+            if context is not None:  # refused, not ignored (docs/conditional-flows.md)
+                raise ValueError(f"MADE was built without a context (context_dim=0) but got one of shape "
+                                 f"{tuple(context.shape)}")
+            return h
         if context is None:
             raise ValueError(f"MADE was built with context_dim={self.context_dim} but got no context")
         if context.dim() != 2 or context.shape != (h.shape[0], self.context_dim):
