@@ -112,8 +112,8 @@ def test_source_gives_context_and_context_dim_reaches_the_model(tmp_path, moons_
 
 def test_context_for_a_model_without_one_is_refused(tmp_path, moons_csv):
     cfg = load_config(_train_toml(tmp_path, moons_csv, 'context_columns = ["angle"]',
-                                  model='name = "flat-realnvp"'))
-    with pytest.raises(ConfigError, match="model 'flat-realnvp' takes no context"):
+                                  model='name = "lgf-flat-realnvp"'))
+    with pytest.raises(ConfigError, match="model 'lgf-flat-realnvp' takes no context"):
         make_source(cfg)
 
 

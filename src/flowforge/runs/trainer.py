@@ -40,9 +40,9 @@ from flowforge.runs.report import write_report
 from flowforge.runs.run_dir import RunPaths, build_model, load_trained, select_device
 from flowforge.runs.run_lock import RunLock
 from flowforge.training.ema import EMA
-from flowforge.training.schedules import LRSchedule
 from flowforge.training.interrupts import StepBoundaryInterrupts, TrainingInterrupted
 from flowforge.training.metrics import MetricsLog
+from flowforge.training.schedules import LRSchedule
 from flowforge.training.speed import SpeedOptions, apply_speed_options, begin_training_step
 from flowforge.training.sync_free import MaskedUpdate
 
