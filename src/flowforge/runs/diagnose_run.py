@@ -36,13 +36,17 @@ def diagnose_run(run_dir: str | Path, split: str = "test", examples: int = 1000,
     error_sets = {split: arrays["errors"]}
     if ood:
         if not isinstance(source, ImageSource):
-            raise ValueError("--ood probes need an image model (MNIST / Fashion-MNIST)")
+            raise ValueError("--ood probes need an image model")
         probes = noise_probes(ood_examples, model.image_shape, model.n_bits, gen)
-        name, other = other_dataset_probe(model, cfg.data.dataset, ood_examples, source.data_dir, gen)
-        probes[name] = other
+        other = other_dataset_probe(model, cfg.data.dataset, ood_examples, source.data_dir, gen)
+        if other.images is not None:
+            probes[other.name] = other.images
         forward, inverse = invertible_map(model)
         probe_errors = {k: reconstruction_errors(forward, inverse, v) for k, v in probes.items()}
         results["ood"] = {k: error_summary(e) for k, e in probe_errors.items()}
+        if other.images is None:
+            results["ood_skipped"] = {other.name: other.note}
+            print(f"diagnose: {other.note}")
         error_sets.update(probe_errors)
     figures = {"histogram": save_error_histogram(out / "reconstruction-errors.png", error_sets).name}
     if "spectra" in arrays:
