@@ -17,6 +17,8 @@ EXPERIMENTS: dict[str, str] = {
     "attack-fashion": "attack",
     "stability-2d": "stability_2d",
     "vae-flow": "vae_flow",
+    "flow-gan": "flow_gan",
+    "inn-regulariser-grid": "inn_regulariser_grid",
 }
 
 
