@@ -119,4 +119,5 @@ def test_reproduce_flow_gan_end_to_end_at_toy_size(tmp_path):
         assert row["steps"] == 3 and row["bpd"]["examples"] == 10000
         assert row["selected"]["reconstruction"]["examples"] == 20
         assert row["fid"]["n"] == 40
+        assert row["last"]["step"] == 3 and row["last"]["reconstruction"]["examples"] == 20
     assert (tmp_path / "fig.png").stat().st_size > 1000 and (tmp_path / "out" / "flow-gan.png").is_file()

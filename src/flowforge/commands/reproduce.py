@@ -57,8 +57,10 @@ def add_parser(sub, common) -> None:
     p.add_argument("--config", help="base config (default configs/NAME.toml)")
     p.add_argument("--steps", type=int, help="training steps per run (default: the config's max_steps)")
     p.add_argument("--minutes", type=float,
-                   help="glow-permutations, inn-table, stability-2d: training time per variant instead of --steps")
+                   help="glow-permutations, inn-table, inn-regulariser-grid, stability-2d, flow-gan: training time per variant "
+                        "instead of --steps")
     p.add_argument("--profile", choices=["paper", "cpu-small"], help="vae-flow: network sizes and budgets (default cpu-small)")
-    p.add_argument("--fid-samples", type=int, help="vae-flow: samples (and test images) per FID (default 10000)")
+    p.add_argument("--fid-samples", type=int,
+                   help="vae-flow (default 10000), flow-gan (default 5000): samples (and test images) per FID")
     p.add_argument("--seeds", type=int, help="glow-permutations: seeds per variant, 0 .. N-1 (default 3)")
     p.set_defaults(func=run)

@@ -11,14 +11,15 @@ counted, never dropped), FID of `fid_samples` samples (T = 1) against as many te
 project's feature classifier (evaluation/fid_features.py; not Inception: comparable only within the
 table), and diagnose_batch's reconstruction errors and power-iteration condition numbers on the
 first `diagnose_images` test images; the last checkpoint's stability numbers follow, since an
-inverse can explode after the selected step. Re-running keeps evaluated variants; an unfinished one
-is retrained from the start.
+inverse can explode after the selected step. Re-running keeps evaluated variants and evaluates
+trained ones (train-summary.json written); an unfinished one is retrained from the start.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import torch
@@ -97,13 +98,13 @@ def table(rows: list[dict]) -> str:
         head = (f"| {r['variant']} | {r['mle_weight']:g} | {r['steps']} | {r['train_seconds']:.0f} | "
                 f"{r['skipped_steps']} |")
         if "error" in r:
-            lines.append(head + f" no finite checkpoint: {r['error']} |" + " |" * 6)
+            lines.append(head + f" no readable checkpoint: {r['error']} |" + " |" * 6)
             continue
         b, f, s = r["bpd"], r["fid"], r["selected"]
         rec, cond = s["reconstruction"], s["condition"]
         last = r["last"]
         if "error" in last:
-            last_cells = "no finite last checkpoint | – |"
+            last_cells = "last checkpoint not readable | – |"
         else:
             last_cells = (f"{_g(last['reconstruction']['max'])} ({last['reconstruction']['non_finite']}/"
                           f"{last['reconstruction']['examples']}) | {_g(last['condition']['max'])} "
@@ -148,12 +149,15 @@ def reproduce(out_dir: str | Path, config: str | Path = "configs/flow-gan.toml",
         if result_path.is_file() and summary_path.is_file():
             result, summary = json.loads(result_path.read_text()), json.loads(summary_path.read_text())
         else:
-            import dataclasses
+            if summary_path.is_file():  # trained, not yet evaluated
+                summary = json.loads(summary_path.read_text())
+            else:
+                import dataclasses
 
-            cfg = load_config(config, budget)
-            summary = train_flow_gan(cfg, dataclasses.replace(settings, mle_weight=weight), run_dir, extractor,
-                                     data_dir, progress)
-            summary_path.write_text(json.dumps(summary, indent=2))
+                cfg = load_config(config, budget)
+                summary = train_flow_gan(cfg, dataclasses.replace(settings, mle_weight=weight), run_dir, extractor,
+                                         data_dir, progress)
+                summary_path.write_text(json.dumps(summary, indent=2))
             if reference is None:
                 reference = feature_statistics(image_features(extractor, test.images[:n_fid]), "test images")
             result = evaluate_variant(run_dir, extractor, test, n_fid, diagnose_images, condition_examples, reference)
@@ -165,7 +169,8 @@ def reproduce(out_dir: str | Path, config: str | Path = "configs/flow-gan.toml",
     samples = {name: _figure_samples(run) for name, run in runs.items()}
     paths = [flow_gan_figure(out / "flow-gan.png", runs, samples)]
     if figure:
-        paths.append(flow_gan_figure(figure, runs, samples))
+        Path(figure).parent.mkdir(parents=True, exist_ok=True)
+        paths.append(Path(shutil.copyfile(paths[0], figure)))
     (out / "results.md").write_text(
         f"Flow-GAN on Fashion-MNIST (Behrmann et al. 2021, supplement H, table 13 analog): budget per variant "
         f"{'%d steps' % steps if steps else '%g training minutes' % (minutes or cfg0.train.max_minutes)}; checkpoint "

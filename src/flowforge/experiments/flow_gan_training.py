@@ -235,7 +235,7 @@ def train_flow_gan(cfg: RunConfig, settings: GANSettings, run_dir: str | Path, e
     summary = {"steps": step, "train_seconds": elapsed, "best_valid_fid": best["valid_fid"], "best_step": best["step"],
                "skipped_steps": skipped, "mle_weight": settings.mle_weight}
     try:
-        save(paths.last, **summary, elapsed_seconds=elapsed)
+        save(paths.last, step=step, **summary, elapsed_seconds=elapsed)
         summary["last_saved"] = True
     except NonFiniteError as err:  # non-finite weights: the run ended broken, which is a result
         summary["last_saved"] = False

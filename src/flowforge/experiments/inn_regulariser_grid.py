@@ -16,6 +16,7 @@ one row for NF, one for FD, each with the unregularised run). Re-running keeps e
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from flowforge.experiments.inn_table import RESULT_FILE, _sci, evaluate_variant
@@ -88,11 +89,13 @@ def reproduce(out_dir: str | Path, config: str | Path = "configs/inn-classifier.
     for coupling, permutation in architectures:
         part = {n: d for n, d in runs.items() if n.startswith(f"{coupling}-{permutation}-")}
         suffix = "" if len(architectures) == 1 else f"-{coupling}-{permutation}"
-        figures.append(inn_dynamics_figure(out / f"inn-dynamics{suffix}.png", part, f"{coupling} coupling, {permutation}"))
+        drawn = inn_dynamics_figure(out / f"inn-dynamics{suffix}.png", part, f"{coupling} coupling, {permutation}")
+        figures.append(drawn)
         if figure:
             target = Path(figure)
-            figures.append(inn_dynamics_figure(target.with_name(target.stem + suffix + target.suffix), part,
-                                               f"{coupling} coupling, {permutation}"))
+            target = target.with_name(target.stem + suffix + target.suffix)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            figures.append(Path(shutil.copyfile(drawn, target)))
     (out / "results.md").write_text(
         "INN classifiers on Fashion-MNIST, regulariser strengths (Behrmann et al. 2021, table 9 analog). Test split; "
         "checkpoint selected on validation accuracy. Reconstruction error over the test images in model space "
