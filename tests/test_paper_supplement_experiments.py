@@ -86,7 +86,7 @@ def test_regulariser_grid_end_to_end_at_toy_size(tmp_path):
                   figure=tmp_path / "fig.png")
     text = grid.reproduce(tmp_path / "out", **kwargs)
     assert grid.reproduce(tmp_path / "out", **kwargs) == text
-    assert "| affine | conv1x1 | nf | 0.001 | 2 |" in text and "| affine | conv1x1 | fd | 5e-05 | 2 |" in text
+    assert "| affine | conv1x1 | nf | 0.001 | 2 | 0 |" in text and "| affine | conv1x1 | fd | 5e-05 | 2 | 0 |" in text
     rows = json.loads((tmp_path / "out" / "results.json").read_text())
     assert [r["run"] for r in rows] == ["affine-conv1x1-none", "affine-conv1x1-nf-0.001", "affine-conv1x1-fd-5e-05"]
     stored = load_config(tmp_path / "out" / "affine-conv1x1-fd-5e-05" / "config.toml")

@@ -32,15 +32,16 @@ def run_name(coupling: str, permutation: str, regulariser: str, coefficient: flo
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| coupling | permutation | regulariser | coeff. | steps | train time (s) | test acc | recon. err. mean | "
-             "recon. err. max | non-finite recon. | cond. median | cond. max | min σ_min | max σ_max |",
-             "|" + "---|" * 14]
+    lines = ["| coupling | permutation | regulariser | coeff. | steps | skipped steps | train time (s) | test acc | "
+             "recon. err. mean | recon. err. max | non-finite recon. | cond. median | cond. max | min σ_min | max σ_max |",
+             "|" + "---|" * 15]
     for r in rows:
         rec, jac = r["reconstruction"], r["jacobian"]
         bad_sv = max(jac[k]["non_finite"] for k in ("sigma_max", "sigma_min", "condition"))
         cond_max = _sci(jac["condition"]["max"]) + (f" ({bad_sv} non-finite)" if bad_sv else "")
         lines.append(
             f"| {r['coupling']} | {r['permutation']} | {r['regulariser']} | {r['coefficient']:g} | {r['steps']} | "
+            f"{r['skipped_steps']} | "
             f"{r['train_seconds']:.0f} | {100 * r['accuracy']:.2f} | {_sci(rec['mean'])} | {_sci(rec['max'])} | "
             f"{rec['non_finite']}/{rec['examples']} | {_sci(jac['condition']['median'])} | {cond_max} | "
             f"{_sci(jac['sigma_min']['min'])} | {_sci(jac['sigma_max']['max'])} |")

@@ -22,7 +22,7 @@ from flowforge.viz.nonfinite import show
 
 CURVES = (("recon_max", "max reconstruction error (valid)", True),
           ("condition", "median condition number of J_F (valid)", True),
-          ("valid_bpd", "validation bits/dim", False))
+          ("valid_bpd", "validation bits/dim", True))
 
 
 def read_curves(path: Path) -> dict[str, np.ndarray]:

@@ -47,7 +47,7 @@ def inn_dynamics_figure(path: str | Path, runs: dict[str, Path], title: str = ""
                 values, steps = d[column], d["step"]
                 ok = np.isfinite(values)
                 bad = d["condition_non_finite"] > 0 if column != "dynamics_accuracy" else np.zeros_like(ok)
-                short = "none" if name.endswith("-none") else f"{label} {name.rsplit('-', 1)[1]}"
+                short = "none" if name.endswith("-none") else f"{label} {name.split(f'-{label.lower()}-', 1)[1]}"
                 note = f" ({int(bad.sum())} rows with non-finite estimates)" if bad.any() else ""
                 ax.plot(steps[ok], values[ok], color=f"C{i}", label=short + note)
                 if bad.any() and ok.any():
