@@ -19,7 +19,7 @@ def _accepted(name: str, function, kwargs: dict) -> dict:
     if refused:
         flags = ", ".join("--" + k.replace("_", "-") for k in refused)
         takes = sorted("--" + k.replace("_", "-") for k in ("steps", "minutes", "config", "profile", "fid_samples",
-                                                             "data_dir")
+                                                             "data_dir", "seeds")
                        if k in params)
         raise FlowforgeError(f"reproduce {name} does not take {flags} (it takes: {', '.join(takes) or 'no options'})")
     return {k: v for k, v in kwargs.items() if k in params}
@@ -28,7 +28,7 @@ def _accepted(name: str, function, kwargs: dict) -> dict:
 def run(args) -> int:
     from flowforge.experiments.registry import reproduce_function
 
-    for flag, value in (("--steps", args.steps), ("--fid-samples", args.fid_samples)):
+    for flag, value in (("--steps", args.steps), ("--fid-samples", args.fid_samples), ("--seeds", args.seeds)):
         if value is not None and value < 1:
             raise FlowforgeError(f"{flag} {value}: expected at least 1")
     if args.minutes is not None and not 0 < args.minutes < float("inf"):
@@ -41,6 +41,8 @@ def run(args) -> int:
         kwargs["profile"] = args.profile
     if args.fid_samples:
         kwargs["fid_samples"] = args.fid_samples
+    if args.seeds:  # glow-permutations
+        kwargs["seeds"] = args.seeds
     function = reproduce_function(args.name)
     kwargs = _accepted(args.name, function, kwargs)
     print(function(out, progress=not args.no_progress, **kwargs))
@@ -58,5 +60,7 @@ def add_parser(sub, common) -> None:
     p.add_argument("--minutes", type=float,
                    help="training time per run instead of --steps (refused by experiments without a time budget)")
     p.add_argument("--profile", choices=["paper", "cpu-small"], help="vae-flow: network sizes and budgets (default cpu-small)")
-    p.add_argument("--fid-samples", type=int, help="vae-flow: samples (and test images) per FID (default 10000)")
+    p.add_argument("--fid-samples", type=int,
+                   help="vae-flow (default 10000), flow-gan (default 5000): samples (and test images) per FID")
+    p.add_argument("--seeds", type=int, help="glow-permutations: seeds per variant, 0 .. N-1 (default 3)")
     p.set_defaults(func=run)

@@ -11,8 +11,11 @@ Used config fields: data.* (data.augment: training batches only, drawn from the 
 Trainer), model.*, and train.{optimizer, lr, warmup_steps, lr_schedule and its lr_* fields
 (training/schedules.py; supplement G's x0.1 at epochs 60, 120, 160 is lr_schedule = "step",
 lr_decay_epochs = [60, 120, 160]), batch_size, max_steps, max_minutes, grad_clip, init_batch, seed,
-device, log_every, eval_every, valid_examples};
-eval.batch_size. Each step passes its index to `model.loss`, which applies the FD regulariser on
+device, log_every, eval_every, valid_examples, diagnose_every}; eval.batch_size. With
+train.diagnose_every = N > 0, every N steps a "dynamics" row (experiments/inn_dynamics.py) records
+sigma_max, sigma_min and the condition number of J_F by power iteration on the first validation
+images and the accuracy on the first 500 validation images (Behrmann et al. 2021, supplement G,
+figures 14-17). Each step passes its index to `model.loss`, which applies the FD regulariser on
 every `fd_every`-th step. A step with a non-finite loss or gradient norm is skipped and counted.
 No mid-run resume: a run is minutes long, and an interrupted one is retrained from the start.
 """
@@ -30,6 +33,7 @@ from tqdm.auto import tqdm
 from flowforge.data.augment import augment_batch
 from flowforge.errors import NonFiniteError
 from flowforge.evaluation.accuracy import classification_accuracy
+from flowforge.experiments.inn_dynamics import training_dynamics
 from flowforge.runs.checkpoint import save_checkpoint
 from flowforge.runs.config import RunConfig, dump_toml
 from flowforge.runs.data_sources import ImageSource
@@ -38,7 +42,8 @@ from flowforge.runs.trainer import _optimizer, _seeded
 from flowforge.training.schedules import LRSchedule
 
 LOG_COLUMNS = ("step", "event", "elapsed_s", "lr", "train_loss", "train_accuracy", "train_penalty",
-               "valid_accuracy")
+               "valid_accuracy", "sigma_max", "sigma_min", "condition_median", "condition_max",
+               "condition_non_finite", "dynamics_accuracy")
 
 
 def _log_row(path: Path, **row) -> None:
@@ -93,6 +98,12 @@ def train_classifier(cfg: RunConfig, run_dir: str | Path, data_dir: str | None =
             best.update(valid_accuracy=acc, step=step)
             save(paths.best, step=step, valid_accuracy=acc, elapsed_seconds=elapsed)
 
+    def dynamics() -> None:
+        row = training_dynamics(model, valid, cfg.eval.batch_size, device)
+        _log_row(log_path, step=step, event="dynamics", elapsed_s=elapsed, **row)
+
+    if tc.diagnose_every:
+        dynamics()  # step 0: the initialised model
     bar = tqdm(total=tc.max_steps, desc=f"train {paths.root.name}", unit="step", disable=not progress,
                dynamic_ncols=True)
     while step < tc.max_steps and elapsed < budget:
@@ -135,6 +146,8 @@ def train_classifier(cfg: RunConfig, run_dir: str | Path, data_dir: str | None =
             window = []
         if step % tc.eval_every == 0:
             validate()
+        if tc.diagnose_every and step % tc.diagnose_every == 0:
+            dynamics()
     bar.close()
     if best["validated_at"] != step:
         validate()

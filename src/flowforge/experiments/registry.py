@@ -18,6 +18,8 @@ EXPERIMENTS: dict[str, str] = {
     "stability-2d": "stability_2d",
     "vae-flow": "vae_flow",
     "reverse-kl-2d": "reverse_kl_2d",
+    "flow-gan": "flow_gan",
+    "inn-regulariser-grid": "inn_regulariser_grid",
 }
 
 
