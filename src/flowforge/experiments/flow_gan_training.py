@@ -17,7 +17,6 @@ interrupted run is retrained from the start.
 
 from __future__ import annotations
 
-import csv
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -32,6 +31,7 @@ from flowforge.diagnostics.reconstruction import error_summary, reconstruction_e
 from flowforge.errors import NonFiniteError
 from flowforge.evaluation.bits_per_dim import per_example_bpd
 from flowforge.evaluation.fid import feature_statistics, frechet_distance, image_features
+from flowforge.experiments.csv_rows import append_row
 from flowforge.nets.discriminator import Discriminator
 from flowforge.objectives.adversarial import discriminator_loss, flow_gan_generator_loss
 from flowforge.runs.checkpoint import save_checkpoint
@@ -63,12 +63,7 @@ class GANSettings:
 
 
 def _log_row(path: Path, row: dict) -> None:
-    new = not path.is_file()
-    with path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, LOG_COLUMNS)
-        if new:
-            writer.writeheader()
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    append_row(path, LOG_COLUMNS, row)
 
 
 def _finite_mean(values: torch.Tensor) -> tuple[float, int]:

@@ -22,7 +22,6 @@ No mid-run resume: a run is minutes long, and an interrupted one is retrained fr
 
 from __future__ import annotations
 
-import csv
 import math
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ from tqdm.auto import tqdm
 from flowforge.data.augment import augment_batch
 from flowforge.errors import NonFiniteError
 from flowforge.evaluation.accuracy import classification_accuracy
+from flowforge.experiments.csv_rows import append_row
 from flowforge.experiments.inn_dynamics import training_dynamics
 from flowforge.runs.checkpoint import save_checkpoint
 from flowforge.runs.config import RunConfig, dump_toml
@@ -47,12 +47,7 @@ LOG_COLUMNS = ("step", "event", "elapsed_s", "lr", "train_loss", "train_accuracy
 
 
 def _log_row(path: Path, **row) -> None:
-    new = not path.is_file()
-    with path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, LOG_COLUMNS)
-        if new:
-            writer.writeheader()
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    append_row(path, LOG_COLUMNS, row)
 
 
 def train_classifier(cfg: RunConfig, run_dir: str | Path, data_dir: str | None = None,
