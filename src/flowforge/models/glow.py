@@ -176,11 +176,22 @@ class Glow(ImageFlowModel):
         latents, logdet = self.transform.latents(x)
         return latents, logdet, self.base.log_prob_parts(latents, context)
 
-    def compile_flow(self, mode: str | None = None) -> None:
+    def compile_flow(self, mode: str | None = None, regional: bool = False) -> None:
         """Compile the whole data -> latent pass (all levels, priors and log-dets) with
         torch.compile, one graph per input shape (`train.compile_flow`; `mode="reduce-overhead"`
         replays it as CUDA graphs, `train.cuda_graphs`); the mathematics is unchanged. The
-        data-dependent initialisation runs eagerly (bijections/actnorm.py)."""
+        data-dependent initialisation runs eagerly (bijections/actnorm.py).
+
+        `regional`: compile one flow step (actnorm, permutation, coupling) instead, the graph
+        reused by every step of the same input shape (PyTorch's "regional compilation": the
+        parameters are graph inputs, so the K steps of a level share one compilation); squeezes,
+        splits and priors stay eager. Compile time then scales with the number of level shapes,
+        not with L x K."""
+        if regional:
+            for level in range(self.levels):
+                for step in self.level_steps(level):
+                    step.compile(dynamic=False, mode=mode)
+            return
         self._eager_forward = getattr(self, "_eager_forward", self._forward)
         self._forward = torch.compile(self._eager_forward, dynamic=False, mode=mode)
 

@@ -70,9 +70,13 @@ class TrainConfig:
     compile_flow: bool = False
     cuda_graphs: bool = False
     sync_free_skip: bool = False
+    # "auto": the switches above chosen from the hardware and the run's length (training/speed_auto.py),
+    # the choice and its reason written to speed_choice (and so to config.toml) once, at the start
+    speed: str = "manual"
+    speed_choice: str = ""
 
     CHOICES = {"optimizer": ("adamax", "adam"), "device": ("auto", "cpu", "cuda"),
-               "coupling_dtype": ("float32", "bfloat16", "float16")}
+               "coupling_dtype": ("float32", "bfloat16", "float16"), "speed": ("manual", "auto")}
     RANGES = {
         "lr": (0.0, 10.0), "warmup_steps": (0, 10**9), "batch_size": (1, 10**6), "max_steps": (1, 10**9),
         "max_minutes": (0.0, 10**6), "grad_clip": (0.0, 1e12), "weight_decay": (0.0, 1.0), "ema_decay": (0.0, 0.999999),

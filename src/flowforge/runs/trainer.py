@@ -42,6 +42,7 @@ from flowforge.runs.report import write_report
 from flowforge.runs.data_sources import make_source
 from flowforge.runs.run_dir import RunPaths, build_model, load_trained, select_device
 from flowforge.training.speed import SpeedOptions, apply_speed_options, begin_training_step
+from flowforge.training.speed_auto import resolve_train_speed
 from flowforge.training.sync_free import MaskedUpdate
 
 VALIDATION_SEED = 1234
@@ -125,6 +126,9 @@ class Trainer:
         self.data_args = self.source.model_args()
         self.model = build_model(cfg, self.data_args).to(self.device)
         self.ema = EMA(self.model, cfg.train.ema_decay)
+        choice = resolve_train_speed(cfg.train, self.model, self.device)  # speed = "auto" only
+        if choice is not None:
+            print(f"speed auto: {choice.describe()}", flush=True)
         self.speed = SpeedOptions.from_train_config(cfg.train)
         apply_speed_options(self.model, self.speed)  # training copy only
         self.optimizer = _optimizer(cfg, self.model, self.device)
