@@ -78,3 +78,23 @@ def test_resolution_writes_the_choice_into_the_config_once(monkeypatch):
     manual = load_config(None, [], base={})
     assert resolve_train_speed(manual.train, nn.Linear(2, 2), "cpu") is None
     assert manual.train.coupling_dtype == "float32" and _speed_line(manual.to_dict()["train"]).startswith("manual")
+
+
+def test_bench_variant_auto_resolves_on_the_device(monkeypatch):
+    from flowforge.bench import suite
+
+    monkeypatch.setattr(suite, "detect_capabilities", lambda device: CPU_AVX2)
+    assert suite.variant_switches("auto") == []
+    o = suite.variant_options("auto", "cpu")
+    assert o.coupling_dtype == "float32" and o.channels_last and o.compile_flow
+
+
+def test_sampling_auto_applies_no_compilation(monkeypatch):
+    from flowforge.models.glow import Glow
+
+    monkeypatch.setattr(speed_auto, "detect_capabilities", lambda device: CPU_BF16)
+    model = Glow((1, 8, 8), levels=1, depth=1, hidden=4)
+    text = speed_auto.apply_auto_for_sampling(model, "cpu")
+    assert "no compilation" in text and model._compiled_sampling is None
+    nets = [m for m in model.modules() if type(m).__name__ == "GlowCouplingNet"]
+    assert nets and all(n.autocast_dtype == torch.bfloat16 and n.channels_last for n in nets)

@@ -52,6 +52,10 @@ def run(args) -> int:
         class_edit = _class_edit(args.class_edit, read_run_config(args.run_dir).data.dataset)
     device = select_device(args.device or "auto")
     cfg, model, _ = load_trained(args.run_dir, which=args.checkpoint, device=device)
+    if getattr(args, "speed", "manual") == "auto":
+        from flowforge.training.speed_auto import apply_auto_for_sampling
+
+        print(f"speed auto: {apply_auto_for_sampling(model, device)}")
     samples_dir = RunPaths(Path(args.run_dir)).samples
     source = make_source(cfg, args.data_dir)
     written = []
@@ -99,4 +103,7 @@ def add_parser(sub, common) -> None:
     p.add_argument("--pairs", type=int, default=4, help="pairs for --interpolate / images for --class-edit")
     p.add_argument("--class-edit", metavar="FROM:TO", help="also move images of class FROM along mean(TO) - mean(FROM)")
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    p.add_argument("--speed", choices=["manual", "auto"], default="manual",
+                   help="auto: bf16 coupling networks + channels-last where the hardware has native bf16 "
+                        "(samples then differ by bf16 rounding of the networks' outputs)")
     p.set_defaults(func=run)

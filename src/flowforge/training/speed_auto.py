@@ -117,3 +117,13 @@ def resolve_train_speed(train, model: torch.nn.Module, device: torch.device | st
         o.channels_last, o.coupling_dtype, o.compile, o.compile_flow)
     train.speed_choice = choice.describe()
     return choice
+
+
+def apply_auto_for_sampling(model: torch.nn.Module, device: torch.device | str) -> str:
+    """`flowforge sample --speed auto`: the auto choice's precision and layout applied to a loaded
+    model (no compilation: a sampling command is too short to repay it); returns what was chosen."""
+    from flowforge.training.speed import apply_speed_options
+
+    choice = choose_for_model(model, device, 0.0)
+    apply_speed_options(model, choice.options)
+    return choice.describe()
