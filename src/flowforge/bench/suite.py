@@ -35,7 +35,8 @@ SWITCHES = {
     "channels-last": {"channels_last": True},
     "bf16": {"coupling_dtype": "bfloat16"},
     "compile": {"compile": True},
-    "compile-flow": {"compile_flow": True},
+    "compile-flow": {"compile_flow": True},  # regional: one step's graph reused by every step of its shape
+    "whole-flow": {"compile_flow": True, "compile_regional": False},  # compile-flow as one graph of the whole pass
     "cuda-graphs": {"cuda_graphs": True},  # compile-flow replayed as CUDA graphs (CUDA only)
     "sync-free": {},  # train.sync_free_skip: no per-step host read (the step, not SpeedOptions)
 }

@@ -69,6 +69,7 @@ class TrainConfig:
     compile: bool = False
     compile_flow: bool = False
     cuda_graphs: bool = False
+    compile_regional: bool = True  # compile_flow as one step's graph reused by all steps of its shape
     sync_free_skip: bool = False
     # "auto": the switches above chosen from the hardware and the run's length (training/speed_auto.py),
     # the choice and its reason written to speed_choice (and so to config.toml) once, at the start
