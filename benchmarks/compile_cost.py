@@ -28,6 +28,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=4)
     a = p.parse_args()
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = a.cache or tempfile.mkdtemp(prefix="inductor-cold-")
+    # compile in this process (no worker pool), so its CPU time holds the whole compilation
+    os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
     import torch
 
     from flowforge.models.glow import Glow

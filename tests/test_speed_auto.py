@@ -66,7 +66,7 @@ def test_resolution_writes_the_choice_into_the_config_once(monkeypatch):
     from flowforge.models.glow import Glow
 
     model = Glow((1, 8, 8), levels=1, depth=1, hidden=4)
-    cfg = load_config(None, ["train.speed=\"auto\"", "train.max_minutes=8.0"], base={})
+    cfg = load_config(None, ["train.speed=\"auto\"", "train.max_minutes=30.0"], base={})
     choice = resolve_train_speed(cfg.train, model, "cpu")
     assert choice is not None and cfg.train.coupling_dtype == "bfloat16" and cfg.train.channels_last
     assert cfg.train.compile_flow and "AVX512-BF16" in cfg.train.speed_choice

@@ -27,8 +27,11 @@ import torch
 from flowforge.training.speed import SpeedOptions
 
 # first-step cost of compiling (seconds) and a nominal training-step time used when a run has
-# only a step budget; both per device type, both rough (docs/performance.md, "compile cost")
-COMPILE_COST_S = {"cpu": 30.0, "cuda": 60.0}
+# only a step budget; both per device type, both rough. CPU: regional compile-flow of the K=16,
+# hidden-256 Glow measured 70 s wall with a warm compile cache and 427 s cold, on a 2-core machine
+# at load ~12 (docs/results.md, "compile cost"); 60 s keeps an 8-minute demo eager, where the
+# 10-40 % per-step saving could not repay a slow compile
+COMPILE_COST_S = {"cpu": 60.0, "cuda": 60.0}
 NOMINAL_STEP_S = {"cpu": 0.25, "cuda": 0.02}
 REPAY_FACTOR = 10.0  # compiling saves ~10-40 % of a step: repaid well within 10x its cost
 
