@@ -140,6 +140,7 @@ def test_compile_flow_compiles_the_flow_pass_in_the_asked_mode_and_keeps_the_ini
         assert len(traced) == 1  # the whole flow pass, one graph
 
 
+@pytest.mark.slow  # ~50 s of tracing on the shared 2-core machine
 def test_regional_compile_flow_traces_one_graph_per_level_shape_not_per_step(monkeypatch):
     real_compile, traced = torch.compile, []
 
