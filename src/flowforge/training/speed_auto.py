@@ -28,7 +28,7 @@ from flowforge.training.speed import SpeedOptions
 
 # first-step cost of compiling (seconds) and a nominal training-step time used when a run has
 # only a step budget; both per device type, both rough. CPU: regional compile-flow of the K=16,
-# hidden-256 Glow measured 70 s wall with a warm compile cache and 427 s cold, on a 2-core machine
+# hidden-256 Glow measured 41 s cold and 4 s with a warm compile cache on an idle core, 427 s cold
 # at load ~12 (docs/results.md, "compile cost"); 60 s keeps an 8-minute demo eager, where the
 # 10-40 % per-step saving could not repay a slow compile
 COMPILE_COST_S = {"cpu": 60.0, "cuda": 60.0}
