@@ -9,8 +9,10 @@
 # 2. The device tool's run, carry [".devcarry"], timeout_s 600:
 #    bash benchmarks/gpu_quick.sh A   ~9 min: Glow on Fashion-MNIST for 420 s of training
 #                                     (configs/glow-fashion-mnist-fast.toml; issue 3's target: test
-#                                     bpd <= 3.00), its test bpd; training throughput vs normflows at
-#                                     batch 128 (float32 and bf16 + channels-last)
+#                                     bpd <= 3.00; the config's train.speed = "auto" picks bf16 +
+#                                     channels-last + compile-flow on compute capability >= 8.0 and
+#                                     prints why), its test bpd; training throughput vs normflows at
+#                                     batch 128 (float32, bf16 + channels-last, auto)
 #    bash benchmarks/gpu_quick.sh B   ~7 min: throughput at batch 512 and 2048 (+ compile-flow),
 #                                     sampling throughput, peak memory for K = 8 ... 64 (reversible),
 #                                     CUDA graphs (cuda-graphs) vs eager at batch 128, training and
@@ -47,7 +49,7 @@ FF="python3 -m flowforge.cli"
 
 if [ "${QUICK_CPU_CHECK:-0}" = 1 ]; then  # toy sizes: the script's plumbing, not a measurement
   DEVICE=cpu TRAIN_S=20 MODEL=(--set model.depth=2 --set model.hidden=16) BATCH=(--set train.batch_size=16)
-  EXTRA=(--set train.compile=false --set train.coupling_dtype=float32 --set train.valid_examples=200
+  EXTRA=(--set train.speed=manual --set train.compile=false --set train.coupling_dtype=float32 --set train.valid_examples=200
          --set train.eval_every=20 --set train.checkpoint_every=20 --set train.warmup_steps=10)
   NET=(--depth 2 --hidden 16 --rounds 2 --steps-per-round 1) MEM=(--depths 2 4 --batch 4 --hidden 16)
   B128=16 B512=32 B2048=64 GRAPHS=compile-flow  # CUDA graphs need CUDA: the same compilation without
@@ -85,10 +87,10 @@ case "$PART" in
       "${MODEL[@]}" "${BATCH[@]}" "${EXTRA[@]}"
     step eval-fmnist-420s 60 $FF eval "$run" --split test --device "$DEVICE" --no-progress --batch-size 1000
     for f in eval-test.json report.md metrics.csv; do cp "$run/$f" "$RES/fmnist-420s-$f" 2>/dev/null; done
-    bench train-$B128 60 train-throughput --batch-sizes "$B128" --variants baseline,bf16+channels-last
+    bench train-$B128 90 train-throughput --batch-sizes "$B128" --variants baseline,bf16+channels-last,auto
     ;;
   B)
-    bench train-$B512-$B2048 100 train-throughput --batch-sizes "$B512,$B2048" --variants baseline,bf16+channels-last
+    bench train-$B512-$B2048 100 train-throughput --batch-sizes "$B512,$B2048" --variants baseline,bf16+channels-last,auto
     bench sample 40 sample-throughput --batch-sizes "$B128,$B512" --variants baseline,bf16+channels-last
     step memory-vs-depth 40 python3 benchmarks/memory_vs_depth.py --device "$DEVICE" "${MEM[@]}"
     # last: compiling the whole flow pass may take long; its limit keeps the part under 10 minutes

@@ -125,7 +125,8 @@ def test_compile_flow_compiles_the_flow_pass_in_the_asked_mode_and_keeps_the_ini
         return real_compile(fn, dynamic=dynamic, backend=backend)
 
     monkeypatch.setattr(torch, "compile", counting_compile)
-    for options, mode in ((SpeedOptions(compile_flow=True), None), (SpeedOptions(cuda_graphs=True), "reduce-overhead")):
+    for options, mode in ((SpeedOptions(compile_flow=True, compile_regional=False), None),
+                          (SpeedOptions(cuda_graphs=True), "reduce-overhead")):
         model = Glow((1, 8, 8), levels=2, depth=2, hidden=8)
         if mode is not None:  # a CUDA model, as far as the device check can see
             monkeypatch.setattr(speed, "_device", lambda m: torch.device("cuda"))
@@ -137,6 +138,36 @@ def test_compile_flow_compiles_the_flow_pass_in_the_asked_mode_and_keeps_the_ini
         assert traced == []
         model.log_prob(model.prepare(images))
         assert len(traced) == 1  # the whole flow pass, one graph
+
+
+@pytest.mark.slow  # ~50 s of tracing on the shared 2-core machine
+def test_regional_compile_flow_traces_one_graph_per_level_shape_not_per_step(monkeypatch):
+    real_compile, traced = torch.compile, []
+
+    def counting_compile(fn, dynamic=False, mode=None):
+        def backend(graph, example_inputs):
+            traced.append(graph)
+            return graph.forward
+        return real_compile(fn, dynamic=dynamic, backend=backend)
+
+    monkeypatch.setattr(torch, "compile", counting_compile)
+    torch._dynamo.reset()
+    model = Glow((1, 8, 8), levels=2, depth=3, hidden=8)
+    images = torch.randint(0, 256, (4, 1, 8, 8), dtype=torch.uint8)
+    model.initialize(images)
+    eager = model.log_prob(model.prepare(images, generator=torch.Generator().manual_seed(0)))
+    apply_speed_options(model, SpeedOptions(compile_flow=True))  # regional by default
+    x = model.prepare(images, generator=torch.Generator().manual_seed(0))
+    compiled = model.log_prob(x)
+    # 2 level shapes x 3 steps: one graph per shape reused by its steps, plus the first step,
+    # whose input does not require grad
+    assert len(traced) == 3
+    import copy
+
+    copy.deepcopy(model)  # the EMA and the trainer copy models
+    torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-4)
+    model.log_prob(x).sum().backward()  # gradients flow through the compiled steps
+    assert all(p.grad is not None for p in model.transform.parameters() if p.requires_grad)
 
 
 def test_cuda_graphs_are_refused_off_cuda_and_mark_each_step_on_it(monkeypatch):

@@ -32,10 +32,14 @@ def add_bench_parser(sub, common, func) -> None:
     p.add_argument("--hidden", type=int, default=256, help="coupling network width")
     p.add_argument("--batch-sizes", type=_ints, default=(128,), help="comma-separated, e.g. 128,512,2048")
     p.add_argument("--variants", default="baseline",
-                   help=f"comma-separated flowforge speed variants: 'baseline' or switches out of {sorted(SWITCHES)} "
+                   help="comma-separated flowforge speed variants: 'baseline', 'auto' (what train.speed = \"auto\" picks here) "
+                        f"or switches out of {sorted(SWITCHES)} "
                         f"joined by '+' ('all' = {ALL}), e.g. baseline,bf16+channels-last,all+sync-free")
     p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (median and spread reported)")
     p.add_argument("--steps-per-round", type=int, default=1)
+    p.add_argument("--peak", action="store_true",
+                   help="train-throughput: also counted FLOPs per image and the fraction of a large bf16 matmul's "
+                        "FLOP/s (measured in the same process)")
     p.add_argument("--out", help="write the table to OUT.md and the rows to OUT.json")
     p.set_defaults(func=func)
 
@@ -73,7 +77,7 @@ def run_bench_command(args) -> int:
     settings = BenchSettings(image_shape=shape, levels=args.levels, depth=args.depth, hidden=args.hidden,
                              batch_sizes=args.batch_sizes, variants=variants, rounds=args.rounds,
                              steps_per_round=args.steps_per_round, device=device, images=images,
-                             progress=not args.no_progress)
+                             progress=not args.no_progress, peak=getattr(args, "peak", False))
     hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     names = BENCHES if args.name == "all" else (args.name,)

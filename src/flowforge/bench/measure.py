@@ -71,6 +71,23 @@ def counted_flops(fn: Callable[[], None]) -> int:
     return int(counter.get_total_flops())
 
 
+def matmul_peak_flops(dtype: torch.dtype, device: torch.device | str = "cpu", n: int = 2048, repeats: int = 5) -> float:
+    """FLOP/s of a large square matmul in `dtype` on `device` (the best of `repeats` after one
+    warm-up): the practical peak a training step's FLOP rate is compared with."""
+    device = torch.device(device)
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        a @ b
+        synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return 2.0 * n**3 / best
+
+
 def peak_memory_bytes(fn: Callable[[], None], device: torch.device) -> int | None:
     """Peak device memory allocated while `fn` runs (CUDA only; None elsewhere)."""
     if device.type != "cuda":

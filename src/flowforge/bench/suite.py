@@ -19,11 +19,12 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from flowforge.bench.measure import Ratio, counted_flops, interleaved_seconds, peak_memory_bytes
+from flowforge.bench.measure import Ratio, counted_flops, interleaved_seconds, matmul_peak_flops, peak_memory_bytes
 from flowforge.bench.peer_normflows import build_normflows_glow, initialize_normflows, normflows_bits_per_dim
 from flowforge.data.quantisation import dequantise, to_model_space
 from flowforge.models.glow import Glow
 from flowforge.training.speed import SpeedOptions, apply_speed_options, begin_training_step
+from flowforge.training.speed_auto import choose_speed, detect_capabilities
 from flowforge.training.sync_free import MaskedUpdate
 
 BENCHES = ("train-throughput", "sample-throughput", "memory", "flops")
@@ -34,16 +35,19 @@ SWITCHES = {
     "channels-last": {"channels_last": True},
     "bf16": {"coupling_dtype": "bfloat16"},
     "compile": {"compile": True},
-    "compile-flow": {"compile_flow": True},
+    "compile-flow": {"compile_flow": True},  # regional: one step's graph reused by every step of its shape
+    "whole-flow": {"compile_flow": True, "compile_regional": False},  # compile-flow as one graph of the whole pass
     "cuda-graphs": {"cuda_graphs": True},  # compile-flow replayed as CUDA graphs (CUDA only)
     "sync-free": {},  # train.sync_free_skip: no per-step host read (the step, not SpeedOptions)
 }
 ALL = "bf16+channels-last+compile"
+AUTO = "auto"
 
 
 def variant_switches(variant: str) -> list[str]:
-    """The switches of a variant name; ValueError naming the unknown ones."""
-    if variant == "baseline":
+    """The switches of a variant name; ValueError naming the unknown ones. "auto" has none of
+    its own: `variant_options` resolves it on the device (training/speed_auto.py)."""
+    if variant in ("baseline", AUTO):
         return []
     names = [n for part in variant.split("+") for n in (ALL.split("+") if part == "all" else [part])]
     unknown = [n for n in names if n not in SWITCHES]
@@ -53,7 +57,13 @@ def variant_switches(variant: str) -> list[str]:
     return names
 
 
-def variant_options(variant: str) -> SpeedOptions:
+def variant_options(variant: str, device: torch.device | str = "cpu") -> SpeedOptions:
+    """The SpeedOptions of a variant; "auto" is what `train.speed = "auto"` picks on `device` for
+    an open-ended run (a benchmark measures steady-state throughput, so compilation repays)."""
+    if variant == AUTO:
+        choice = choose_speed(detect_capabilities(device), None)
+        print(f"bench variant auto on {device}: {choice.describe()}")
+        return choice.options
     fields = {}
     for name in variant_switches(variant):
         fields.update(SWITCHES[name])
@@ -77,6 +87,7 @@ class BenchSettings:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     images: Tensor | None = None  # uint8 (N, C, H, W); random if None
     progress: bool = True
+    peak: bool = False  # train-throughput: also counted FLOPs and the fraction of a bf16 matmul's FLOP/s
 
 
 @dataclass
@@ -107,7 +118,7 @@ def flowforge_contender(s: BenchSettings, variant: str, init_images: Tensor) -> 
     torch.manual_seed(s.seed)
     model = Glow(s.image_shape, levels=s.levels, depth=s.depth, hidden=s.hidden, seed=s.seed).to(s.device)
     model.initialize(init_images)
-    options = variant_options(variant)
+    options = variant_options(variant, s.device)
     apply_speed_options(model, options)
     sync_free = "sync-free" in variant_switches(variant)
     opt = _adamax(model, s.lr, capturable=sync_free and s.device.type == "cuda")
@@ -194,7 +205,31 @@ def train_throughput(s: BenchSettings) -> list[dict]:
             rows.append({"bench": "train-throughput", "batch": batch, "contender": c.name,
                          "images_per_s": per_call / t,
                          "ratio_vs_normflows": None if c.name == PEER else Ratio.of(ref, times[c.name])})
+    if s.peak:
+        _add_peak_fractions(s, rows)
     return rows
+
+
+def _add_peak_fractions(s: BenchSettings, rows: list[dict]) -> None:
+    """Achieved TFLOP/s (counted conv/matmul FLOPs per image x images/s) and its fraction of the
+    bf16 matmul peak measured now, in the same process. FLOPs are counted on eager models (a
+    compiled graph hides its ops from the counter): flowforge's on the baseline variant, the same
+    mathematics as every variant."""
+    peak = matmul_peak_flops(torch.bfloat16, s.device)
+    init = _images(s, 256)
+    counters = {PEER: normflows_contender(s, init), "flowforge": flowforge_contender(s, "baseline", init)}
+    per_image: dict[tuple[str, int], float] = {}
+    for batch in s.batch_sizes:
+        images = _images(s, batch)
+        for key, c in counters.items():
+            gen = torch.Generator(device=s.device).manual_seed(s.seed)
+            per_image[key, batch] = counted_flops(lambda c=c, gen=gen: c.train_step(images, gen)) / batch
+    for row in rows:
+        flop = per_image[PEER if row["contender"] == PEER else "flowforge", row["batch"]]
+        row["gflop_per_image"] = flop / 1e9
+        row["achieved_tflops"] = flop * row["images_per_s"] / 1e12
+        row["bf16_matmul_peak_tflops"] = peak / 1e12
+        row["fraction_of_bf16_peak"] = flop * row["images_per_s"] / peak
 
 
 def sample_throughput(s: BenchSettings) -> list[dict]:

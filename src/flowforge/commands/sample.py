@@ -56,6 +56,10 @@ def run(args) -> int:
         check_attribute(args.attribute, read_run_config(args.run_dir).data.dataset)
     device = select_device(args.device or "auto")
     cfg, model, state = load_trained(args.run_dir, which=args.checkpoint, device=device)
+    if getattr(args, "speed", "manual") == "auto":
+        from flowforge.training.speed_auto import apply_auto_for_sampling
+
+        print(f"speed auto: {apply_auto_for_sampling(model, device)}")
     samples_dir = RunPaths(Path(args.run_dir)).samples
     source = make_source(cfg, args.data_dir, state.get("data_state"))
     written = []
@@ -104,4 +108,7 @@ def add_parser(sub, common) -> None:
     p.add_argument("--attribute", metavar="NAME", help="CelebA runs: also move test images along the mean latent "
                    "with attribute NAME minus without (e.g. Smiling; Glow section 6.3)")
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    p.add_argument("--speed", choices=["manual", "auto"], default="manual",
+                   help="auto: bf16 coupling networks + channels-last where the hardware has native bf16 "
+                        "(samples then differ by bf16 rounding of the networks' outputs)")
     p.set_defaults(func=run)

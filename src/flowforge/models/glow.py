@@ -75,6 +75,11 @@ def flow_step(channels: int, hidden: int, coupling: str, scale: str, permutation
     return Chain([ActNorm(channels), _permutation(permutation, channels, seed), coupler])
 
 
+def _run_step(step, x: Tensor, context: Tensor | None = None):
+    """A flow step's forward, as a function of the step (Glow.compile_flow(regional=True))."""
+    return type(step).forward(step, x, context=context)
+
+
 def level_shapes(image_shape: Sequence[int], levels: int) -> list[tuple[int, int, int]]:
     """(C, H, W) at each level's flow steps: squeezed to (4C, H/2, W/2), then half of the channels
     factored out by the split before the next level."""
@@ -176,11 +181,26 @@ class Glow(ImageFlowModel):
         latents, logdet = self.transform.latents(x)
         return latents, logdet, self.base.log_prob_parts(latents, context)
 
-    def compile_flow(self, mode: str | None = None) -> None:
+    def compile_flow(self, mode: str | None = None, regional: bool = False) -> None:
         """Compile the whole data -> latent pass (all levels, priors and log-dets) with
         torch.compile, one graph per input shape (`train.compile_flow`; `mode="reduce-overhead"`
         replays it as CUDA graphs, `train.cuda_graphs`); the mathematics is unchanged. The
-        data-dependent initialisation runs eagerly (bijections/actnorm.py)."""
+        data-dependent initialisation runs eagerly (bijections/actnorm.py).
+
+        `regional`: compile one flow step (actnorm, permutation, coupling) instead, the graph
+        reused by every step of the same input shape (PyTorch's "regional compilation": the
+        parameters are graph inputs, so the K steps of a level share one compilation); squeezes,
+        splits and priors stay eager. Compile time then scales with the number of level shapes,
+        not with L x K."""
+        if regional:
+            # one compiled function taking the step as an argument: dynamo guards on the step's
+            # type and tensor shapes, not on which instance, so the steps of a level share a graph
+            # (compiling each module on its own traced one graph per step)
+            shared = torch.compile(_run_step, dynamic=False, mode=mode)
+            for level in range(self.levels):
+                for step in self.level_steps(level):
+                    step.forward = partial(shared, step)
+            return
         self._eager_forward = getattr(self, "_eager_forward", self._forward)
         self._forward = torch.compile(self._eager_forward, dynamic=False, mode=mode)
 

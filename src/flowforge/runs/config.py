@@ -83,6 +83,7 @@ class TrainConfig:
     compile: bool = False
     compile_flow: bool = False
     cuda_graphs: bool = False
+    compile_regional: bool = True  # compile_flow as one step's graph reused by all steps of its shape
     sync_free_skip: bool = False
     # learning-rate schedule (training/schedules.py), times the warm-up
     lr_schedule: str = "constant"
@@ -92,8 +93,14 @@ class TrainConfig:
     lr_cosine_steps: int = 0  # "cosine": steps from lr down to lr_min; 0 = max_steps
     lr_min: float = 0.0
 
+    # "auto": the switches above chosen from the hardware and the run's length (training/speed_auto.py),
+    # the choice and its reason written to speed_choice (and so to config.toml) once, at the start
+    speed: str = "manual"
+    speed_choice: str = ""
+
     CHOICES = {"optimizer": ("adamax", "adam"), "device": ("auto", "cpu", "cuda"),
-               "coupling_dtype": ("float32", "bfloat16", "float16"), "lr_schedule": ("constant", "step", "cosine")}
+               "coupling_dtype": ("float32", "bfloat16", "float16"), "lr_schedule": ("constant", "step", "cosine"),
+               "speed": ("manual", "auto")}
     RANGES = {
         "lr": (0.0, 10.0), "warmup_steps": (0, 10**9), "batch_size": (1, 10**6), "max_steps": (1, 10**9),
         "max_minutes": (0.0, 10**6), "grad_clip": (0.0, 1e12), "weight_decay": (0.0, 1.0), "ema_decay": (0.0, 0.999999),

@@ -19,6 +19,15 @@ def _is_partial(result: dict) -> bool:
     return result["examples"] < result.get("split_examples", result["examples"])
 
 
+def _speed_line(train: dict) -> str:
+    """The speed switches of the run, and with `speed = "auto"` what was chosen and why."""
+    on = [name for name in ("channels_last", "compile", "compile_flow", "cuda_graphs", "sync_free_skip") if train.get(name)]
+    switches = ", ".join([f"coupling_dtype={train.get('coupling_dtype', 'float32')}", *on])
+    if train.get("speed") == "auto":
+        return f"auto: {train.get('speed_choice') or switches}"
+    return f"manual: {switches}"
+
+
 def write_report(run_dir: str | Path) -> Path:
     """Write RUN_DIR/report.md from config.toml, the checkpoints, metrics.csv and eval-*.json."""
     root = Path(run_dir)
@@ -36,6 +45,7 @@ def write_report(run_dir: str | Path) -> Path:
             f"- steps: {state['step']} (skipped non-finite: {state['skipped_steps']}, rollbacks: {state['rollbacks']})",
             f"- training time: {state['elapsed_seconds']:.1f} s; wall-clock including validation and saving: "
             f"{state['wall_seconds']:.1f} s (summed over resumed jobs)",
+            f"- speed: {_speed_line(state['config'].get('train', {}))}",
             f"- best validation {METRIC_NAMES[state['metric']]}: {_fmt(state['best_valid'])} at step "
             f"{state['best_step']} (EMA weights; this checkpoint is the one evaluated)",
             "",

@@ -43,7 +43,8 @@ from flowforge.training.ema import EMA
 from flowforge.training.interrupts import StepBoundaryInterrupts, TrainingInterrupted
 from flowforge.training.metrics import MetricsLog
 from flowforge.training.schedules import LRSchedule
-from flowforge.training.speed import SpeedOptions, apply_speed_options, begin_training_step
+from flowforge.training.speed import SpeedOptions, apply_speed_options, begin_training_step, use_run_compile_cache
+from flowforge.training.speed_auto import resolve_train_speed
 from flowforge.training.sync_free import MaskedUpdate
 
 VALIDATION_SEED = 1234
@@ -128,7 +129,11 @@ class Trainer:
         self.data_args = self.source.model_args()
         self.model = build_model(cfg, self.data_args).to(self.device)
         self.ema = EMA(self.model, cfg.train.ema_decay)
+        choice = resolve_train_speed(cfg.train, self.model, self.device)  # speed = "auto" only
+        if choice is not None:
+            print(f"speed auto: {choice.describe()}", flush=True)
         self.speed = SpeedOptions.from_train_config(cfg.train)
+        use_run_compile_cache(self.paths.root, self.speed)  # kept with the run: a resumed job compiles from cache
         apply_speed_options(self.model, self.speed)  # training copy only
         self.optimizer = _optimizer(cfg, self.model, self.device)
         self._masked = MaskedUpdate(self.model, self.optimizer, self.ema.shadow) if cfg.train.sync_free_skip else None

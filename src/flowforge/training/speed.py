@@ -13,6 +13,9 @@ stated below:
   (the model's `compile_flow()`; Glow-family models), and so is the sampling pass after the noise
   draws (`compile_sampling()`, used in eval mode without gradients; on the CPU 1.4–1.6x faster
   sampling). Same mathematics; float rounding of fused kernels only.
+  With `compile_regional` (the default) one flow step is compiled and its graph reused by the K
+  steps of each level (regional compilation): compile time grows with the number of level shapes,
+  not with L x K (docs/performance.md, "compile cost").
 - `cuda_graphs`: the same whole-pass compilation in torch.compile's "reduce-overhead" mode,
   which replays the pass (forward and backward) as CUDA graphs: one launch instead of hundreds
   of kernel launches per step, for small batches where launching dominates. Needs a CUDA device
@@ -46,11 +49,15 @@ class SpeedOptions:
     compile: bool = False
     compile_flow: bool = False
     cuda_graphs: bool = False
+    # compile_flow without CUDA graphs: one flow step compiled and reused by every step of its
+    # shape (Glow.compile_flow(regional=True)) instead of the whole pass as one graph
+    compile_regional: bool = True
 
     @classmethod
     def from_train_config(cls, train) -> "SpeedOptions":
         return cls(channels_last=train.channels_last, coupling_dtype=train.coupling_dtype, compile=train.compile,
-                   compile_flow=train.compile_flow, cuda_graphs=train.cuda_graphs)
+                   compile_flow=train.compile_flow, cuda_graphs=train.cuda_graphs,
+                   compile_regional=getattr(train, "compile_regional", True))
 
     def label(self) -> str:
         parts = [name for name, on in (("channels-last", self.channels_last), ("compile", self.compile),
@@ -108,10 +115,28 @@ def apply_speed_options(model: nn.Module, options: SpeedOptions) -> int:
             raise ConfigError(f"train.cuda_graphs needs a CUDA device; the model is on {_device(model)} "
                               "(use train.compile_flow there: the same compilation without CUDA graphs)")
         mode = "reduce-overhead" if options.cuda_graphs else None
-        model.compile_flow(mode=mode)
+        if options.compile_regional and not options.cuda_graphs:
+            model.compile_flow(mode=mode, regional=True)  # compile time ~ number of level shapes
+        else:
+            model.compile_flow(mode=mode)
         if hasattr(model, "compile_sampling"):  # compiled on first use: free when never sampled
             model.compile_sampling(mode=mode)
     return len(nets)
+
+
+def use_run_compile_cache(run_dir, options: SpeedOptions) -> str | None:
+    """With any compilation on and no TORCHINDUCTOR_CACHE_DIR set, point torch's compile caches
+    (inductor's FX-graph and AOTAutograd caches, on by default) at RUN_DIR/compile-cache, so a
+    resumed job of the run reuses the compiled kernels instead of generating them again; returns
+    the directory used (None when nothing compiles)."""
+    import os
+    from pathlib import Path
+
+    if not (options.compile or options.compile_flow or options.cuda_graphs):
+        return None
+    if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(run_dir).resolve() / "compile-cache")
+    return os.environ["TORCHINDUCTOR_CACHE_DIR"]
 
 
 def begin_training_step(options: SpeedOptions) -> None:
