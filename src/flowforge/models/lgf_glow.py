@@ -109,7 +109,7 @@ class LGFGlow(ImageLocalisedFlow, Glow):
             self.transform.levels[level] = Chain([squeeze, *(with_index(step, shape) for step in steps)])
         self._set_sample_counts(train_samples, valid_samples, test_samples, test_repeats)
 
-    def compile_flow(self, mode: str | None = None) -> None:
+    def compile_flow(self, mode: str | None = None, regional: bool = False) -> None:
         raise ConfigError("lgf-glow: train.compile_flow (and train.cuda_graphs) is not supported: every training "
                           "step draws u from a new per-step generator, which torch.compile would guard on and "
                           "recompile for; use train.compile (the coupling networks) instead")
