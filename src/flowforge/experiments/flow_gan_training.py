@@ -31,13 +31,13 @@ from flowforge.diagnostics.reconstruction import error_summary, reconstruction_e
 from flowforge.errors import NonFiniteError
 from flowforge.evaluation.bits_per_dim import per_example_bpd
 from flowforge.evaluation.fid import feature_statistics, frechet_distance, image_features
-from flowforge.experiments.csv_rows import append_row
+from flowforge.experiments.csv_rows import append_row, fresh_run_dir
 from flowforge.nets.discriminator import Discriminator
 from flowforge.objectives.adversarial import discriminator_loss, flow_gan_generator_loss
 from flowforge.runs.checkpoint import save_checkpoint
-from flowforge.runs.config import RunConfig, dump_toml
+from flowforge.runs.config import RunConfig
 from flowforge.runs.data_sources import ImageSource
-from flowforge.runs.run_dir import RunPaths, build_model
+from flowforge.runs.run_dir import build_model
 from flowforge.runs.trainer import _seeded
 
 LOG_COLUMNS = ("step", "elapsed_s", "skipped_steps", "train_bpd", "train_adversarial", "train_d_bce", "train_gp",
@@ -112,11 +112,7 @@ def train_flow_gan(cfg: RunConfig, settings: GANSettings, run_dir: str | Path, e
     run's summary. `extractor`: the FID feature network for the validation FID."""
     from tqdm.auto import tqdm
 
-    paths = RunPaths(Path(run_dir))
-    paths.root.mkdir(parents=True, exist_ok=True)
-    paths.config.write_text(dump_toml(cfg))
-    log_path = paths.root / "flow-gan-metrics.csv"
-    log_path.unlink(missing_ok=True)
+    paths, log_path = fresh_run_dir(cfg, run_dir, "flow-gan-metrics.csv")
     tc = cfg.train
     source = ImageSource(cfg, data_dir)
     images = source.tensors("train")[0]

@@ -19,7 +19,7 @@ import json
 import shutil
 from pathlib import Path
 
-from flowforge.experiments.inn_table import RESULT_FILE, _sci, evaluate_variant
+from flowforge.experiments.inn_table import RESULT_FILE, _sci, condition_max_cell, evaluate_variant
 from flowforge.experiments.inn_training import train_classifier
 from flowforge.runs.config import load_config
 
@@ -37,8 +37,7 @@ def table(rows: list[dict]) -> str:
              "|" + "---|" * 15]
     for r in rows:
         rec, jac = r["reconstruction"], r["jacobian"]
-        bad_sv = max(jac[k]["non_finite"] for k in ("sigma_max", "sigma_min", "condition"))
-        cond_max = _sci(jac["condition"]["max"]) + (f" ({bad_sv} non-finite)" if bad_sv else "")
+        cond_max = condition_max_cell(jac)
         lines.append(
             f"| {r['coupling']} | {r['permutation']} | {r['regulariser']} | {r['coefficient']:g} | {r['steps']} | "
             f"{r['skipped_steps']} | "

@@ -72,6 +72,12 @@ def _sci(value) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2g}"
 
 
+def condition_max_cell(jac: dict) -> str:
+    """The largest condition number, with the count of non-finite singular values beside it."""
+    bad = max(jac[k]["non_finite"] for k in ("sigma_max", "sigma_min", "condition"))
+    return _sci(jac["condition"]["max"]) + (f" ({bad} non-finite)" if bad else "")
+
+
 def table(rows: list[dict]) -> str:
     lines = ["| coupling | permutation | regulariser | steps | train time (s) | valid acc | test acc | "
              "recon. err. mean | recon. err. max | non-finite recon. | cond. median | cond. max | "
@@ -79,8 +85,7 @@ def table(rows: list[dict]) -> str:
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         rec, jac = r["reconstruction"], r["jacobian"]
-        bad_sv = max(jac[k]["non_finite"] for k in ("sigma_max", "sigma_min", "condition"))
-        cond_max = _sci(jac["condition"]["max"]) + (f" ({bad_sv} non-finite)" if bad_sv else "")
+        cond_max = condition_max_cell(jac)
         lines.append(
             f"| {r['coupling']} | {r['permutation']} | {r['regulariser']} | {r['steps']} | {r['train_seconds']:.0f} | "
             f"{100 * r['valid_accuracy']:.2f} | {100 * r['accuracy']:.2f} | {_sci(rec['mean'])} | {_sci(rec['max'])} | "

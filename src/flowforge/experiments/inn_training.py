@@ -32,12 +32,12 @@ from tqdm.auto import tqdm
 from flowforge.data.augment import augment_batch
 from flowforge.errors import NonFiniteError
 from flowforge.evaluation.accuracy import classification_accuracy
-from flowforge.experiments.csv_rows import append_row
+from flowforge.experiments.csv_rows import append_row, fresh_run_dir
 from flowforge.experiments.inn_dynamics import training_dynamics
 from flowforge.runs.checkpoint import save_checkpoint
-from flowforge.runs.config import RunConfig, dump_toml
+from flowforge.runs.config import RunConfig
 from flowforge.runs.data_sources import ImageSource
-from flowforge.runs.run_dir import RunPaths, build_model, select_device
+from flowforge.runs.run_dir import build_model, select_device
 from flowforge.runs.trainer import _optimizer, _seeded
 from flowforge.training.schedules import LRSchedule
 
@@ -55,11 +55,7 @@ def train_classifier(cfg: RunConfig, run_dir: str | Path, data_dir: str | None =
     """Train the classifier `cfg` describes into `run_dir`; the checkpoint with the best
     validation accuracy goes to checkpoints/best, the final one to checkpoints/last. Returns the
     run's summary (steps, training seconds, best validation accuracy and its step, skipped steps)."""
-    paths = RunPaths(Path(run_dir))
-    paths.root.mkdir(parents=True, exist_ok=True)
-    paths.config.write_text(dump_toml(cfg))
-    log_path = paths.root / "classifier-metrics.csv"
-    log_path.unlink(missing_ok=True)
+    paths, log_path = fresh_run_dir(cfg, run_dir, "classifier-metrics.csv")
     tc = cfg.train
     device = select_device(tc.device)
     source = ImageSource(cfg, data_dir)
