@@ -92,7 +92,7 @@ def test_inn_classifier_cifar10_trains_and_evaluates(tmp_path: Path, capsys: pyt
     sets = [*LOOP, "model.levels=2", "model.depth=1", "model.hidden=8", "model.regulariser=\"fd\"",
             "model.fd_every=1"]
     train("inn-classifier-cifar10", run, data, sets)
-    assert "steps: 2 (0 skipped)" in capsys.readouterr().out
+    assert "steps: 2; best validation accuracy" in capsys.readouterr().out
     assert main(["eval", str(run), "--data-dir", str(data), "--svd-images", "1", *QUIET]) == 0
     assert "accuracy" in capsys.readouterr().out
 

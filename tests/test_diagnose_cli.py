@@ -34,7 +34,7 @@ def tiny_run(tmp_path_factory):
 def test_diagnose_every_logs_stability_numbers(tiny_run):
     with (tiny_run / "metrics.csv").open(newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["event"] == "diagnose"]
-    assert [int(r["step"]) for r in rows] == [5, 10]
+    assert [int(r["step"]) for r in rows] == [0, 5, 10]  # step 0: the initialised model
     for r in rows:
         assert float(r["recon_non_finite"]) == 0 and 0 <= float(r["recon_max"]) < 1e-3
         assert 1.0 <= float(r["condition_median"]) <= float(r["condition_max"]) < math.inf

@@ -12,6 +12,8 @@ from flowforge.models import create
 from flowforge.objectives.regularisers import finite_difference_penalty
 from flowforge.runs.config import load_config
 from flowforge.runs.run_dir import load_trained
+from flowforge.runs.trainer import Trainer
+from flowforge.training.metrics import read_metrics
 
 SHAPE = (1, 8, 8)
 
@@ -116,8 +118,27 @@ def test_training_loop_learns_selects_on_validation_and_is_loadable(tmp_path):
     assert summary["steps"] == 40 and summary["skipped_steps"] == 0
     assert summary["best_valid_accuracy"] > 0.3  # chance is 0.1
     _, model, state = load_trained(tmp_path / "run")
-    assert state["step"] == summary["best_step"] and state["valid_accuracy"] == summary["best_valid_accuracy"]
-    log = (tmp_path / "run" / "classifier-metrics.csv").read_text().splitlines()
-    assert log[0].startswith("step,event") and sum(",valid," in row for row in log) == 2
-    penalties = [row.split(",")[6] for row in log[1:] if ",train," in row]
-    assert all(float(p) > 0 for p in penalties)
+    assert state["step"] == summary["best_step"] and state["best_valid"] == summary["best_valid_accuracy"]
+    rows = read_metrics(tmp_path / "run" / "metrics.csv")
+    assert [int(r["step"]) for r in rows if r["event"] == "valid"] == [20, 40]
+    train_rows = [r for r in rows if r["event"] == "train"]
+    assert len(train_rows) == 4 and all(float(r["train_penalty"]) > 0 for r in train_rows)
+    assert all(0 <= float(r["train_accuracy"]) <= 1 for r in train_rows)
+
+
+@needs_mnist
+def test_classifier_run_resumes_exactly(tmp_path):
+    """The classifier trains through the shared Trainer: 10 steps, then a resume to 20, equal the
+    20 steps trained at once (weights and validation accuracy)."""
+    base = ['data.dataset="mnist"', "model.depth=1", "model.hidden=8", 'model.regulariser="fd"', "model.fd_every=2",
+            "train.eval_every=10", "train.valid_examples=200", "train.init_batch=64", "train.log_every=5",
+            "train.checkpoint_every=5"]
+    once = Trainer(load_config(CONFIGS / "inn-classifier.toml", [*base, "train.max_steps=20"]), tmp_path / "once",
+                   progress=False).fit()
+    Trainer(load_config(CONFIGS / "inn-classifier.toml", [*base, "train.max_steps=10"]), tmp_path / "split",
+            progress=False).fit()
+    twice = Trainer(load_config(CONFIGS / "inn-classifier.toml", [*base, "train.max_steps=20"]), tmp_path / "split",
+                    progress=False).fit(resume=True)
+    assert (twice.step, twice.best_valid, twice.best_step) == (once.step, once.best_valid, once.best_step)
+    a, b = (load_trained(tmp_path / d, which="last")[1].state_dict() for d in ("once", "split"))
+    assert all(torch.equal(a[k], b[k]) for k in a)

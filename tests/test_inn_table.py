@@ -48,7 +48,7 @@ def test_table_trains_measures_and_reuses(tmp_path):
 
 
 @needs_mnist
-def test_flowforge_train_runs_the_classifier_loop(tmp_path, capsys):
+def test_flowforge_train_trains_resumes_and_evaluates_a_classifier(tmp_path, capsys):
     from flowforge.cli import main
 
     run = tmp_path / "run"
@@ -57,8 +57,9 @@ def test_flowforge_train_runs_the_classifier_loop(tmp_path, capsys):
                  "--set", "train.max_steps=3", "--set", "train.valid_examples=50", "--set", "train.init_batch=64"]) == 0
     assert "best validation accuracy" in capsys.readouterr().out
     assert (run / "checkpoints" / "best").is_dir() and (run / "config.toml").is_file()
-    assert main(["train", "--resume", "--run-dir", str(run), "--no-progress"]) == 2
-    assert "not resumable" in capsys.readouterr().err
+    # the shared Trainer: a classifier run resumes like any other
+    assert main(["train", "--resume", "--run-dir", str(run), "--no-progress", "--set", "train.max_steps=5"]) == 0
+    assert "steps: 5;" in capsys.readouterr().out
     # `flowforge eval` reports accuracy for a classifier run (a bits/dim would be meaningless)
     assert main(["eval", str(run), "--examples", "200", "--svd-images", "4", "--no-progress"]) == 0
     assert "test accuracy" in capsys.readouterr().out and (run / "inn-eval-test.json").is_file()

@@ -1,5 +1,5 @@
-"""`flowforge train`: a density model through the Trainer (or torchrun's DistributedTrainer), an
-inn-classifier through its own loop."""
+"""`flowforge train`: any model through the Trainer (or torchrun's DistributedTrainer); a
+classifier such as the inn-classifier is selected on validation accuracy."""
 
 from __future__ import annotations
 
@@ -27,8 +27,6 @@ def run(args) -> int:
         run_dir = Path(args.run_dir or Path("runs") / f"{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
     if args.device:
         cfg.train.device = args.device
-    if cfg.model.name == "inn-classifier":  # a classifier: its own loop, selected on validation accuracy
-        return _train_classifier(cfg, run_dir, args)
     if launched_by_torchrun():  # torchrun --nproc-per-node N -m flowforge.cli train ...
         from flowforge.runs.distributed_trainer import DistributedTrainer as trainer_class
     else:
@@ -38,18 +36,6 @@ def run(args) -> int:
     print(f"run directory: {run_dir}")
     print(f"steps: {state.step}; best validation {METRIC_NAMES[state.metric]} {state.best_valid:.4f} at step {state.best_step}; "
           f"training time {state.elapsed_seconds:.1f} s")
-    return 0
-
-
-def _train_classifier(cfg, run_dir: Path, args) -> int:
-    from flowforge.experiments.inn_training import train_classifier
-
-    if args.resume:
-        raise FlowforgeError("inn-classifier runs are not resumable (minutes long); train again into a new --run-dir")
-    s = train_classifier(cfg, run_dir, data_dir=args.data_dir, progress=not args.no_progress)
-    print(f"run directory: {run_dir}")
-    print(f"steps: {s['steps']} ({s['skipped_steps']} skipped); best validation accuracy {s['best_valid_accuracy']:.4f} "
-          f"at step {s['best_step']}; training time {s['train_seconds']:.1f} s")
     return 0
 
 

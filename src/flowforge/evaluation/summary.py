@@ -9,7 +9,7 @@ import torch
 
 from flowforge.errors import NonFiniteError
 
-METRIC_NAMES = {"bpd": "bits/dim", "nll": "NLL (nats per example)"}
+METRIC_NAMES = {"bpd": "bits/dim", "nll": "NLL (nats per example)", "accuracy": "accuracy"}
 # what a model's log_prob is (FlowModel.log_prob_kind), said beside every figure computed from it
 LOG_PROB_KINDS = {
     "exact": "exact log-likelihood",

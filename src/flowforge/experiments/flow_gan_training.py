@@ -3,7 +3,7 @@ generator G = F^-1 trained on adversarial + lambda * bits/dim (objectives/advers
 spectral-normalised discriminator (nets/discriminator.py), lambda = inf being plain maximum
 likelihood (no discriminator).
 
-A dedicated loop, like the INN classifier's (experiments/inn_training.py): the shared Trainer has
+A dedicated loop: the shared Trainer (runs/trainer.py) has
 one model and one optimiser and selects on bits/dim. It reuses the config (runs/config.py), the model
 builder, the Trainer's seeded batch order and the checkpoint module, so `load_trained` reads its
 runs. Every `eval_every` steps it logs to flow-gan-metrics.csv, on fixed validation images:

@@ -5,7 +5,7 @@ finite differences (FD) lambda in {1e-3, 1e-4, 5e-5} — on one architecture (de
 with 1x1 convolutions, the one whose inverse explodes unregularised; `architectures` takes more).
 
 Every variant has the same step budget (experiments/inn_training.py) and logs its training dynamics
-every `dynamics_every` steps (experiments/inn_dynamics.py: sigma_max, sigma_min, condition number
+every `dynamics_every` steps (diagnostics/inn_dynamics.py: sigma_max, sigma_min, condition number
 on 8 validation images, accuracy on 500); the checkpoint with the best validation accuracy is
 scored on the test split as in `reproduce inn-table` (inn_table.evaluate_variant: accuracy,
 reconstruction error over all test images with inf / NaN counted, power-iteration singular values

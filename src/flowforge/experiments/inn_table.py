@@ -55,7 +55,9 @@ def evaluate_variant(run_dir: str | Path, data_dir: str | None = None, svd_image
     RUN_DIR/inn-eval-test.json and returned."""
     cfg, model, state = load_trained(run_dir, which="best")
     images, labels = ImageSource(cfg, data_dir).tensors("test", test_examples)
-    result = {"checkpoint_step": state["step"], "valid_accuracy": state["valid_accuracy"]}
+    # the Trainer's state holds best_valid; runs of the earlier dedicated loop held valid_accuracy
+    valid = state["best_valid"] if "best_valid" in state else state["valid_accuracy"]
+    result = {"checkpoint_step": state["step"], "valid_accuracy": valid}
     result.update(classification_accuracy(model, images, labels, batch_size=batch_size, progress=progress))
     forward, inverse = invertible_map(model)
     x = model.prepare(images)

@@ -55,6 +55,8 @@ class INNClassifier(ImageFlowModel):
     LEGACY_KEYS = ((r"^flow\.", "transform."),)
     """Glow-like INN without splits + projection head over images of shape `image_shape`."""
 
+    is_classifier = True  # trained on (images, labels) and selected on validation accuracy (runs/data_sources.py)
+
     CHOICES = {"coupling": COUPLINGS, "permutation": PERMUTATIONS, "scale": tuple(SCALE_FUNCTIONS),
                "regulariser": REGULARISERS}
 

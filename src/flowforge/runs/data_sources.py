@@ -8,6 +8,11 @@
   training split, saved with the run (`data_state`) and used again by `eval` and `sample`, whose
   points are written back in the file's units.
 - `UserImageSource` ("image-array", "image-folder"): uint8 images of your own, no labels.
+- `ClassifierSource` (an image classifier such as the INN classifier): the image data; metric
+  validation accuracy (higher is better); nothing to sample.
+
+Each source also says what `train.diagnose_every` measures on its runs (`diagnose`): stability
+numbers of the weights being trained.
 
 `make_source(cfg, data_dir, saved)`: `saved` is the `data_state()` a run's checkpoint holds.
 """
@@ -24,6 +29,7 @@ from flowforge.data.registry import dataset_kind, image_shape
 from flowforge.data.user_arrays import load_user_arrays, write_csv
 from flowforge.data.user_images import load_user_images
 from flowforge.errors import ConfigError, DataError
+from flowforge.evaluation.accuracy import classification_accuracy
 from flowforge.evaluation.bits_per_dim import evaluate_bpd
 from flowforge.evaluation.importance import evaluate_importance
 from flowforge.evaluation.nll import evaluate_nll
@@ -31,9 +37,21 @@ from flowforge.models.registry import model_class
 from flowforge.runs.config import RunConfig
 from flowforge.viz import save_image
 
+DIAGNOSE_SEED = 1234  # dequantisation of the fixed diagnose batch (the trainer's validation seed)
+
+
+def _stability_row(model, tensors, batch_size: int, device) -> dict:
+    """diagnostics/during_training.py on a fixed validation batch: round-trip error and condition numbers."""
+    from flowforge.diagnostics.during_training import DIAGNOSE_EXAMPLES, model_inputs, training_diagnostics
+
+    batch = tuple(t[:DIAGNOSE_EXAMPLES].to(device) for t in tensors)
+    x = model_inputs(model, batch, torch.Generator(device=device).manual_seed(DIAGNOSE_SEED))
+    return training_diagnostics(model, x)
+
 
 class ImageSource:
     metric = "bpd"
+    higher_is_better = False
 
     def __init__(self, cfg: RunConfig, data_dir: str | None = None):
         self.cfg, self.data_dir = cfg, data_dir or cfg.data.data_dir or None
@@ -78,9 +96,13 @@ class ImageSource:
     def data_state(self) -> dict:
         return {}
 
+    def diagnose(self, model, tensors, batch_size: int, device) -> dict:
+        return _stability_row(model, tensors, batch_size, device)
+
 
 class ArraySource:
     metric = "nll"
+    higher_is_better = False
 
     def __init__(self, cfg: RunConfig, data_dir: str | None = None):
         self.cfg = cfg
@@ -119,6 +141,9 @@ class ArraySource:
 
     def data_state(self) -> dict:
         return {}
+
+    def diagnose(self, model, tensors, batch_size: int, device) -> dict:
+        return _stability_row(model, tensors, batch_size, device)
 
     samples_suffix = ".pt"
 
@@ -229,6 +254,27 @@ class UserImageSource(ImageSource):
         return {"image_shape": list(self.shape)}
 
 
+class ClassifierSource(ImageSource):
+    """An image classifier's run: selected on validation accuracy; `diagnose` logs sigma_max,
+    sigma_min and the condition number of J_F and the accuracy (Behrmann et al. 2021, supplement G)."""
+
+    metric = "accuracy"
+    higher_is_better = True
+
+    def evaluate(self, model, tensors, what: str, batch_size: int, device, samples: int = 1, seed: int = 0,
+                 progress: bool = False) -> dict:
+        return classification_accuracy(model, tensors[0], tensors[1], batch_size=batch_size, device=device,
+                                       progress=progress)
+
+    def write_samples(self, model, path: Path, temperature: float, generator: torch.Generator, n: int = 0) -> None:
+        return None  # a classifier has nothing to sample
+
+    def diagnose(self, model, tensors, batch_size: int, device) -> dict:
+        from flowforge.diagnostics.inn_dynamics import training_dynamics
+
+        return training_dynamics(model, tensors, batch_size, device)
+
+
 def _trained_by_elbo(model) -> bool:
     """Localised flows: their figure is the importance-sampled estimate, with its own K per split."""
     return getattr(model, "log_prob_kind", "exact") == "importance-sampled"
@@ -268,6 +314,11 @@ def _load_arrays(cfg: RunConfig, data_dir: str | None) -> ArraySplits:
 def make_source(cfg: RunConfig, data_dir: str | None = None, saved: dict | None = None):
     """The data source for the config's data set (`saved`: a run's `data_state()`, for data of your own)."""
     kind = dataset_kind(cfg.data.dataset)
+    if getattr(model_class(cfg.model.name), "is_classifier", False):
+        if kind != "image":
+            raise ConfigError(f"model '{cfg.model.name}' is a classifier: it needs a labelled image data set, "
+                              f"not '{cfg.data.dataset}'")
+        return ClassifierSource(cfg, data_dir)
     if kind == "user-array":
         return UserArraySource(cfg, data_dir, saved)
     if kind == "user-image":

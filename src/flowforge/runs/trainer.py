@@ -16,12 +16,14 @@ completes, a consistent checkpoint is written and TrainingInterrupted is raised.
 is locked (run_lock.py) while a Trainer writes it.
 
 Model selection: every `eval_every` steps the EMA weights are scored on the validation split
-(bits/dim for images, NLL for flat data); the best is saved as checkpoints/best. With
+(bits/dim for images, NLL for flat data, accuracy for a classifier: runs/data_sources.py); the best
+is saved as checkpoints/best. With
 `patience` > 0 training stops after that many validations without improvement (early stopping).
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -137,7 +139,9 @@ class Trainer:
         apply_speed_options(self.model, self.speed)  # training copy only
         self.optimizer = _optimizer(cfg, self.model, self.device)
         self._masked = MaskedUpdate(self.model, self.optimizer, self.ema.shadow) if cfg.train.sync_free_skip else None
-        self.state = TrainState(metric=self.source.metric)
+        self.state = TrainState(metric=self.source.metric, best_valid=self._worst())
+        # a model whose loss depends on the step (e.g. a regulariser applied every n-th step) is told it
+        self._loss_takes_step = "step" in inspect.signature(self.model.loss).parameters
         self._epoch_perm: tuple[int, torch.Tensor] | None = None
         self._wall_mark = time.perf_counter()
 
@@ -226,6 +230,13 @@ class Trainer:
             self._rollback(log)
 
     # ------------------------------------------------------------------------------ evaluation
+    def _worst(self) -> float:
+        return -math.inf if self.source.higher_is_better else math.inf
+
+    def _improves(self, value: float) -> bool:
+        best = self.state.best_valid
+        return value > best if self.source.higher_is_better else value < best
+
     def _validate(self, log: MetricsLog) -> float:
         metric = self.state.metric
         result = self.source.evaluate(self.ema.shadow, self.valid_data, what="validation", device=self.device,
@@ -233,7 +244,7 @@ class Trainer:
         value = result[metric]
         self.state.last_valid, self.state.last_valid_step = value, self.state.step
         log.log(self.state.step, "valid", elapsed_s=self.state.elapsed_seconds, **{f"valid_{metric}": value})
-        if value < self.state.best_valid:
+        if self._improves(value):
             self.state.best_valid, self.state.best_step = value, self.state.step
             self.state.validations_since_best = 0
             self._save(self.paths.best)
@@ -242,12 +253,10 @@ class Trainer:
         return value
 
     def _diagnose(self, log: MetricsLog) -> None:
-        """Stability numbers of the weights being trained on a fixed validation batch (train.diagnose_every)."""
-        from flowforge.diagnostics.during_training import DIAGNOSE_EXAMPLES, model_inputs, training_diagnostics
-
-        batch = tuple(t[:DIAGNOSE_EXAMPLES].to(self.device) for t in self.valid_data)
-        x = model_inputs(self.model, batch, torch.Generator(device=self.device).manual_seed(VALIDATION_SEED))
-        log.log(self.state.step, "diagnose", elapsed_s=self.state.elapsed_seconds, **training_diagnostics(self.model, x))
+        """Stability numbers of the weights being trained on fixed validation examples
+        (train.diagnose_every; what is measured depends on the kind of run: source.diagnose)."""
+        row = self.source.diagnose(self.model, self.valid_data, self.cfg.eval.batch_size, self.device)
+        log.log(self.state.step, "diagnose", elapsed_s=self.state.elapsed_seconds, **row)
 
     def _write_samples(self) -> Path | None:
         gen = torch.Generator(device=self.device).manual_seed(SAMPLE_SEED)
@@ -292,7 +301,7 @@ class Trainer:
             group["lr"] = self._lr(step)
         self.model.train()
         begin_training_step(self.speed)
-        out = self.model.loss(batch, generator=gen)
+        out = self.model.loss(batch, generator=gen, **({"step": step} if self._loss_takes_step else {}))
         if self._masked is not None and self._masked.ready():
             return self._masked_step(step, out)
         if not torch.isfinite(out["loss"]):
@@ -341,6 +350,8 @@ class Trainer:
             self._initialize()
         paths.config.write_text(dump_toml(cfg))
         log = MetricsLog(paths.metrics, resume_step=self.state.step if resume else None)
+        if cfg.train.diagnose_every and not resume:
+            self._diagnose(log)  # step 0: the initialised model
         budget = cfg.train.max_minutes * 60 or math.inf
         # with a time budget the step count is open-ended: the bar shows minutes used instead
         timed = budget < math.inf
@@ -348,8 +359,8 @@ class Trainer:
                    desc=f"train ({cfg.train.max_minutes:g} min budget)" if timed else "train", unit="step",
                    dynamic_ncols=True)
         metric = self.state.metric
-        window_loss = window_metric = 0.0
-        window_n, window_start, bad = 0, self.state.elapsed_seconds, 0
+        window_loss = window_metric = window_penalty = 0.0
+        window_n, window_penalty_n, window_start, bad = 0, 0, self.state.elapsed_seconds, 0
         clock = time.perf_counter()
         try:
             while (self.state.step < cfg.train.max_steps and self.state.elapsed_seconds < budget
@@ -376,6 +387,9 @@ class Trainer:
                 window_loss = window_loss + out["loss"].detach()  # summed on the device: no per-step sync
                 window_metric = window_metric + out[metric]
                 window_n += 1
+                if "penalty" in out:  # a regulariser on some steps only: averaged over those
+                    window_penalty = window_penalty + out["penalty"]
+                    window_penalty_n += 1
                 step = self.state.step
                 if step % cfg.train.log_every == 0 or step == cfg.train.max_steps:
                     # training time only: validation, sampling and saving are not counted
@@ -383,11 +397,12 @@ class Trainer:
                     train_metric = float(window_metric) / window_n
                     log.log(step, "train", elapsed_s=self.state.elapsed_seconds, lr=self._lr(step - 1),
                             train_loss=float(window_loss) / window_n, examples_per_s=rate,
-                            **{f"train_{metric}": train_metric})
+                            **{f"train_{metric}": train_metric},
+                            **({"train_penalty": float(window_penalty) / window_penalty_n} if window_penalty_n else {}))
                     bar.set_postfix({metric: f"{train_metric:.3f}", "valid": f"{self.state.last_valid:.3f}",
                                      "minutes": f"{self.state.elapsed_seconds / 60:.1f}"})
-                    window_loss = window_metric = 0.0
-                    window_n, window_start = 0, self.state.elapsed_seconds
+                    window_loss = window_metric = window_penalty = 0.0
+                    window_n, window_penalty_n, window_start = 0, 0, self.state.elapsed_seconds
                 if step % cfg.train.eval_every == 0:
                     self._validate(log)
                 if cfg.train.diagnose_every and step % cfg.train.diagnose_every == 0:

@@ -10,6 +10,10 @@ COLUMNS = ("step", "event", "elapsed_s", "lr", "train_loss", "train_bpd", "valid
            "examples_per_s")
 # written every train.diagnose_every steps (flowforge.diagnostics.during_training.COLUMNS)
 COLUMNS += ("recon_mean", "recon_max", "recon_non_finite", "condition_median", "condition_max")
+# classifiers (runs/data_sources.py ClassifierSource): selection metric, regulariser penalty on the
+# steps it applies to, and the training dynamics of flowforge.diagnostics.inn_dynamics
+COLUMNS += ("train_accuracy", "valid_accuracy", "train_penalty", "sigma_max", "sigma_min", "condition_non_finite",
+            "dynamics_accuracy")
 
 
 class MetricsLog:

@@ -21,12 +21,12 @@ PANELS = (("condition_median", "median condition number", True), ("sigma_min", "
 
 
 def read_dynamics(run_dir: Path) -> dict[str, np.ndarray]:
-    """The "dynamics" rows of RUN_DIR/classifier-metrics.csv as float columns ('' -> NaN)."""
-    path = Path(run_dir) / "classifier-metrics.csv"
+    """The "diagnose" rows of RUN_DIR/metrics.csv as float columns ('' -> NaN)."""
+    path = Path(run_dir) / "metrics.csv"
     if not path.is_file():
         return {}
     with path.open() as f:
-        rows = [r for r in csv.DictReader(f) if r["event"] == "dynamics"]
+        rows = [r for r in csv.DictReader(f) if r["event"] == "diagnose"]
     keys = ("step", "condition_non_finite") + tuple(p[0] for p in PANELS)
     return {k: np.array([float(r[k]) if r.get(k) not in ("", None) else math.nan for r in rows]) for k in keys}
 
