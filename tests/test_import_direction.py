@@ -10,7 +10,7 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "flowforge"
 
-LAYERS = ["errors", "data", "nets", "bijections", "distributions", "flow", "objectives", "models", "evaluation",
+LAYERS = ["errors", "progress", "data", "nets", "bijections", "distributions", "flow", "objectives", "models", "evaluation",
           "diagnostics", "viz", "training", "runs", "experiments", "bench", "commands", "cli"]
 
 

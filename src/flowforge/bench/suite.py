@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from flowforge.bench.measure import Ratio, counted_flops, interleaved_seconds, matmul_peak_flops, peak_memory_bytes
 from flowforge.bench.peer_normflows import build_normflows_glow, initialize_normflows, normflows_bits_per_dim
 from flowforge.data.quantisation import dequantise, to_model_space
 from flowforge.models.glow import Glow
+from flowforge.progress import progress_bar
 from flowforge.training.speed import SpeedOptions, apply_speed_options, begin_training_step
 from flowforge.training.speed_auto import choose_speed, detect_capabilities
 from flowforge.training.sync_free import MaskedUpdate
@@ -196,7 +196,7 @@ def train_throughput(s: BenchSettings) -> list[dict]:
     rows = []
     for batch in s.batch_sizes:
         work = _training_workloads(s, contenders, batch)
-        with tqdm(total=s.rounds, desc=f"train batch {batch}", leave=False, disable=not s.progress) as bar:
+        with progress_bar(total=s.rounds, desc=f"train batch {batch}", leave=False, disable=not s.progress) as bar:
             times = interleaved_seconds(work, s.rounds, s.device, progress=bar)
         ref = times[PEER]
         per_call = s.steps_per_round * batch
@@ -237,7 +237,7 @@ def sample_throughput(s: BenchSettings) -> list[dict]:
     rows = []
     for batch in s.batch_sizes:
         work = {c.name: (lambda c=c: c.sample(batch)) for c in contenders}
-        with tqdm(total=s.rounds, desc=f"sample batch {batch}", leave=False, disable=not s.progress) as bar:
+        with progress_bar(total=s.rounds, desc=f"sample batch {batch}", leave=False, disable=not s.progress) as bar:
             times = interleaved_seconds(work, s.rounds, s.device, progress=bar)
         for c in contenders:
             t = sorted(times[c.name])[len(times[c.name]) // 2]

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
+
+from flowforge.progress import progress_bar
 
 
 @torch.no_grad()
@@ -17,7 +18,7 @@ def classification_accuracy(model, images: Tensor, labels: Tensor, batch_size: i
     model.eval()
     correct = bad = 0
     starts = range(0, len(images), batch_size)
-    for start in tqdm(starts, desc="accuracy", unit="batch", disable=not progress, leave=False):
+    for start in progress_bar(starts, desc="accuracy", unit="batch", disable=not progress, leave=False):
         x = model.prepare(images[start:start + batch_size].to(device))
         y = labels[start:start + batch_size].to(device)
         logits = model.logits(x)

@@ -11,11 +11,11 @@ from __future__ import annotations
 import math
 
 import torch
-from tqdm.auto import tqdm
 
 from flowforge.data.images import ImageSplit
 from flowforge.evaluation.summary import summarise
 from flowforge.objectives.bits_per_dim import bits_per_dim
+from flowforge.progress import progress_bar
 
 
 @torch.no_grad()
@@ -33,7 +33,7 @@ def per_example_bpd(model, split: ImageSplit, batch_size: int = 500, samples: in
     starts = range(0, len(split), batch_size)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
-        for start in tqdm(starts, desc=desc, disable=not progress, leave=False):
+        for start in progress_bar(starts, desc=desc, disable=not progress, leave=False):
             images = split.images[start : start + batch_size].to(device)
             labels = split.labels[start : start + batch_size].to(device)
             context = labels if getattr(model, "num_classes", 0) > 0 else None

@@ -18,10 +18,10 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from flowforge.data.quantisation import to_uint8
 from flowforge.errors import NonFiniteError, ShapeError
+from flowforge.progress import progress_bar
 
 
 def _sqrt_psd(matrix: Tensor) -> Tensor:
@@ -67,7 +67,7 @@ def image_features(extractor, images: Tensor, batch_size: int = 500, progress: b
     """Features of uint8 images (N, C, H, W), computed on the extractor's device, returned on CPU."""
     device = next(extractor.parameters()).device
     out = []
-    for start in tqdm(range(0, len(images), batch_size), desc=desc, disable=not progress, leave=False):
+    for start in progress_bar(range(0, len(images), batch_size), desc=desc, disable=not progress, leave=False):
         out.append(extractor.features(images[start:start + batch_size].to(device)).cpu())
     return torch.cat(out)
 
@@ -79,7 +79,7 @@ def sample_images(sampler: Callable[[int, torch.Generator], Tensor], n: int, n_b
     a NaN or infinite pixel raises NonFiniteError with the count (to_uint8 would hide it)."""
     gen = torch.Generator(device=device).manual_seed(seed)
     out, bad = [], 0
-    for start in tqdm(range(0, n, batch_size), desc="samples", disable=not progress, leave=False):
+    for start in progress_bar(range(0, n, batch_size), desc="samples", disable=not progress, leave=False):
         x = sampler(min(batch_size, n - start), gen)
         bad += int((~torch.isfinite(x.flatten(1))).any(dim=1).sum())
         out.append(to_uint8(x, n_bits).cpu())

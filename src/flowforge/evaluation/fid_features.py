@@ -25,12 +25,12 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from flowforge.data.images import load_image_split
 from flowforge.data.quantisation import to_model_space
 from flowforge.errors import CheckpointError
 from flowforge.evaluation.inception import FIDInceptionV3, load_fid_inception
+from flowforge.progress import progress_bar
 
 WEIGHTS, META = "features.safetensors", "features.json"
 
@@ -97,7 +97,7 @@ def train_feature_network(dataset: str, out_dir: str | Path, epochs: int = 2, ba
     for epoch in range(epochs):
         model.train()
         perm = torch.randperm(len(train), generator=gen)
-        for start in tqdm(range(0, len(perm) - batch_size + 1, batch_size), desc=f"epoch {epoch + 1}/{epochs}",
+        for start in progress_bar(range(0, len(perm) - batch_size + 1, batch_size), desc=f"epoch {epoch + 1}/{epochs}",
                           disable=not progress, leave=False):
             idx = perm[start:start + batch_size]
             loss = F.cross_entropy(model(to_model_space(train.images[idx])), train.labels[idx])

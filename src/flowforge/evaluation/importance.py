@@ -15,11 +15,11 @@ the spread is that of the estimator alone. Every example counts: non-finite valu
 from __future__ import annotations
 
 import torch
-from tqdm.auto import tqdm
 
 from flowforge.evaluation.summary import summarise
 from flowforge.objectives.bits_per_dim import bits_per_dim
 from flowforge.objectives.importance import elbo_samples, importance_log_likelihood
+from flowforge.progress import progress_bar
 
 
 def _metric_of(model, metric: str):
@@ -44,7 +44,7 @@ def evaluate_importance(model, data: torch.Tensor, metric: str, samples: int, re
     dequantise = torch.Generator(device=device).manual_seed(seed)
     noise = [torch.Generator(device=device).manual_seed(seed + 1 + r) for r in range(repeats)]
     starts = range(0, len(data), batch_size)
-    for start in tqdm(starts, desc=f"IS eval (K={samples}, x{repeats})", disable=not progress, leave=False):
+    for start in progress_bar(starts, desc=f"IS eval (K={samples}, x{repeats})", disable=not progress, leave=False):
         x = data[start : start + batch_size].to(device)
         if metric == "bpd":
             x = model.prepare(x, dequantise)

@@ -4,9 +4,9 @@ example counts (non-finite ones are refused, never dropped)."""
 from __future__ import annotations
 
 import torch
-from tqdm.auto import tqdm
 
 from flowforge.evaluation.summary import summarise
+from flowforge.progress import progress_bar
 
 
 @torch.no_grad()
@@ -19,7 +19,7 @@ def per_example_nll(model, x: torch.Tensor, batch_size: int = 10_000, device: to
         return None if context is None else context[i : i + batch_size].to(device)
 
     out = [-model.log_prob(x[i : i + batch_size].to(device), ctx(i)).double().cpu()
-           for i in tqdm(range(0, len(x), batch_size), desc=desc, disable=not progress, leave=False)]
+           for i in progress_bar(range(0, len(x), batch_size), desc=desc, disable=not progress, leave=False)]
     return torch.cat(out) if out else torch.empty(0, dtype=torch.float64)
 
 

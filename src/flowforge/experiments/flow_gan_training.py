@@ -34,6 +34,7 @@ from flowforge.evaluation.fid import feature_statistics, frechet_distance, image
 from flowforge.experiments.csv_rows import append_row, fresh_run_dir
 from flowforge.nets.discriminator import Discriminator
 from flowforge.objectives.adversarial import discriminator_loss, flow_gan_generator_loss
+from flowforge.progress import progress_bar
 from flowforge.runs.checkpoint import save_checkpoint
 from flowforge.runs.config import RunConfig
 from flowforge.runs.data_sources import ImageSource
@@ -171,7 +172,7 @@ def train_flow_gan(cfg: RunConfig, settings: GANSettings, run_dir: str | Path, e
                 tqdm.write(f"{paths.root.name}: step {step} not saved as best ({err})")
         bar.set_postfix(bpd=f"{bpd:.3f}", fid="–" if fid is None else f"{fid:.1f}", skipped=skipped)
 
-    bar = tqdm(total=None if tc.max_minutes else tc.max_steps, desc=f"flow-gan {paths.root.name}", unit="step",
+    bar = progress_bar(total=None if tc.max_minutes else tc.max_steps, desc=f"flow-gan {paths.root.name}", unit="step",
                disable=not progress, dynamic_ncols=True)
     while step < tc.max_steps and elapsed < budget:
         clock = time.perf_counter()

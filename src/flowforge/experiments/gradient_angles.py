@@ -22,7 +22,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from flowforge.bijections.memory_saving import memory_saving_attribute, memory_saving_forward
 from flowforge.data.images import load_image_split
@@ -31,6 +30,7 @@ from flowforge.diagnostics.maps import invertible_map
 from flowforge.diagnostics.reconstruction import error_summary, reconstruction_errors
 from flowforge.models import create
 from flowforge.objectives.regularisers import FD_WEIGHT
+from flowforge.progress import progress_bar
 from flowforge.viz.atomic_file import save_figure
 
 VARIANTS = (("additive", "none"), ("additive", "fd"), ("affine", "none"), ("affine", "fd"), ("affine", "nf"))
@@ -111,7 +111,7 @@ def run_variant(coupling: str, regulariser: str, train, test, steps: int, lr: fl
     history, skipped, train_seconds = [], 0, 0.0
     order = torch.randperm(len(train.images), generator=gen)
     label = f"{coupling}/{regulariser}"
-    for step in tqdm(range(steps + 1), desc=label, disable=not progress, dynamic_ncols=True):
+    for step in progress_bar(range(steps + 1), desc=label, disable=not progress, dynamic_ncols=True):
         if step % angle_every == 0 or step == steps:
             angles = [classification_angle(model, im, lb) for im, lb in fixed]
             finite = [a for a in angles if a["finite"]]

@@ -24,7 +24,6 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from flowforge.bijections import ActNorm, AffineCoupling, Chain, ReversePermutation, data_dependent_init
 from flowforge.diagnostics.jacobian import jacobian_singular_values
@@ -33,6 +32,7 @@ from flowforge.diagnostics.reconstruction import error_summary, reconstruction_e
 from flowforge.distributions.gaussian import diag_gaussian_log_prob
 from flowforge.nets.mlp import MLP
 from flowforge.objectives.regularisers import flow_nll_penalty
+from flowforge.progress import progress_bar
 from flowforge.viz.atomic_file import save_figure
 
 Y1_VARIANCE = 1e-24  # the paper's ε in eq. 13
@@ -101,7 +101,7 @@ def train_toy_regressor(nf_coefficient: float, steps: int, lr: float = 1e-4, eva
     optimizer = torch.optim.Adam(flow.parameters(), lr=lr)
     history, start, skipped = [], time.perf_counter(), 0
     label = f"toy regression (c={nf_coefficient:g})"
-    for step in tqdm(range(1, steps + 1), desc=label, disable=not progress, dynamic_ncols=True):
+    for step in progress_bar(range(1, steps + 1), desc=label, disable=not progress, dynamic_ncols=True):
         z, logdet = flow(x)
         loss = (z - y).pow(2).mean()
         if nf_coefficient > 0:

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from flowforge.data.quantisation import to_model_space, to_uint8
 from flowforge.diagnostics.attack import PAPER_STEP_SIZE, PAPER_STEPS, AttackResult, attack_radius, invertibility_attack
@@ -17,6 +16,7 @@ from flowforge.diagnostics.maps import invertible_map
 from flowforge.diagnostics.reconstruction import error_summary, reconstruction_errors
 from flowforge.diagnostics.summary import finite_stats
 from flowforge.errors import FlowforgeError
+from flowforge.progress import progress_bar
 
 WORST_SHOWN = 8
 
@@ -105,7 +105,7 @@ def _attack(model, source, run_dir, split, examples, steps, step_size, out, seed
     gen = torch.Generator().manual_seed(seed)
     eps = attack_radius(model.n_bits)
     parts = []
-    with tqdm(total=steps * -(-len(x_nat) // batch_size), desc="attack", unit="step", disable=not progress) as bar:
+    with progress_bar(total=steps * -(-len(x_nat) // batch_size), desc="attack", unit="step", disable=not progress) as bar:
         for chunk in x_nat.split(batch_size):
             parts.append(invertibility_attack(forward, inverse, chunk, eps, steps, step_size, generator=gen,
                                               progress=bar.update))

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from flowforge.bijections.actnorm import is_initialized
 from flowforge.data.augment import augment_batch
 from flowforge.errors import CheckpointError, ConfigError, NonFiniteError
+from flowforge.progress import progress_bar
 from flowforge.runs.checkpoint import checkpoint_exists, load_checkpoint, save_checkpoint
 from flowforge.runs.config import RunConfig, dump_toml
 from flowforge.runs.data_sources import make_source
@@ -355,7 +356,7 @@ class Trainer:
         budget = cfg.train.max_minutes * 60 or math.inf
         # with a time budget the step count is open-ended: the bar shows minutes used instead
         timed = budget < math.inf
-        bar = tqdm(total=None if timed else cfg.train.max_steps, initial=self.state.step, disable=not self.progress,
+        bar = progress_bar(total=None if timed else cfg.train.max_steps, initial=self.state.step, disable=not self.progress,
                    desc=f"train ({cfg.train.max_minutes:g} min budget)" if timed else "train", unit="step",
                    dynamic_ncols=True)
         metric = self.state.metric

@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
+from flowforge.progress import progress_bar
 from flowforge.training.ema import EMA
 
 Hook = Callable[[int, nn.Module, dict], None]
@@ -44,7 +44,7 @@ def fit(model: nn.Module, batches: Iterable, optimizer: torch.optim.Optimizer, s
     records: list[dict] = []
     source = iter(batches)
     tty = progress and sys.stderr.isatty()
-    bar = tqdm(total=steps, disable=not tty, desc="fit")
+    bar = progress_bar(total=steps, disable=not tty, desc="fit")
     for step in range(steps):
         try:
             batch = next(source)
