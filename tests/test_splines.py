@@ -227,3 +227,22 @@ def test_coupling_checks_its_configuration():
     conditional = SplineCoupling(half_mask(4), _mlp, context_dim=2)
     with pytest.raises(ShapeError, match=r"\(3, 2\)"):
         conditional(torch.zeros(3, 4), context=torch.zeros(3, 5))
+
+
+def test_nsf_couplings_transform_every_feature():
+    """Between couplings a reversal: with the same mask in every coupling each feature is
+    transformed in turn (an alternating mask would cancel the reversal and leave half the
+    features untouched: the output would copy them, a unit row in the Jacobian)."""
+    from flowforge.models import create
+
+    torch.manual_seed(0)
+    for dim in (2, 3, 4):
+        flow = create("nsf", dim=dim, layers=2, hidden=[8], bins=4).double()
+        with torch.no_grad():
+            for p in flow.parameters():
+                p.add_(0.3 * torch.randn_like(p))
+        x = torch.randn(dim, dtype=torch.float64)
+        jac = torch.autograd.functional.jacobian(lambda v: flow.transform(v[None])[0][0], x)
+        copied = [(row.abs() > 1e-12).sum() == 1 and torch.isclose(row.abs().max(), torch.tensor(1.0, dtype=row.dtype))
+                  for row in jac]
+        assert not any(copied), f"dim {dim}: outputs copying an input unchanged:\n{jac}"

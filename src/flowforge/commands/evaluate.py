@@ -36,6 +36,9 @@ def run(args) -> int:
         spread = "n/a (one repeat)" if r["is_relative_std"] is None else f"{r['is_relative_std']:.3g}"
         print(f"importance sampling: K = {r['importance_samples']}, {r['repeats']} repeats; ELBO {r[metric + '_elbo']:.4f}, "
               f"gap {r['elbo_gap']:.4g} (relative {r['elbo_relative_gap']:.3g}); estimator relative std {spread}")
+    if "box_kl_gap" in r:  # a reverse-KL fit to an energy (runs/energy_source.py)
+        print(f"log Z of the target on [-4, 4]^2 (quadrature) {r['box_log_z']:.4f}; gap = KL to the boxed target "
+              f"{r['box_kl_gap']:.4f} nats")
     from flowforge.viz.nonfinite import recorded
 
     for path, n, total in recorded(Path(args.run_dir)):

@@ -1,7 +1,8 @@
 """Every data set flowforge knows, by kind: `image` (uint8 images with labels), `toy2d`
 (generated 2-D sets), `uci` (the MAF tabular files), `digits` (scikit-learn's bundled digits),
 `user-array` (a .npy / .npz / .csv file of your own, `user_arrays`) and `user-image` (your own
-uint8 images: a .npy tensor or a folder of PNG files, `user_images`),
+uint8 images: a .npy tensor or a folder of PNG files, `user_images`) and `energy` (no examples:
+the unnormalised 2-D targets of Rezende & Mohamed 2015, fitted by reverse KL),
 and the (C, H, W) of every image set as its loader returns it (`images.load_image_split`)."""
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ DATASET_KINDS: dict[str, str] = {
     "array": "user-array",
     "image-array": "user-image",
     "image-folder": "user-image",
+    # no examples: an unnormalised 2-D log-density to fit by reverse KL (train.objective = "reverse-kl")
+    "energy-u1": "energy",
+    "energy-u2": "energy",
+    "energy-u3": "energy",
+    "energy-u4": "energy",
 }
 
 IMAGE_SHAPES: dict[str, tuple[int, int, int]] = {

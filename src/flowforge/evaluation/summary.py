@@ -9,7 +9,8 @@ import torch
 
 from flowforge.errors import NonFiniteError
 
-METRIC_NAMES = {"bpd": "bits/dim", "nll": "NLL (nats per example)", "accuracy": "accuracy"}
+METRIC_NAMES = {"bpd": "bits/dim", "nll": "NLL (nats per example)", "accuracy": "accuracy",
+                "neg_elbo": "negative ELBO (nats: reverse KL - log Z)"}
 # what a model's log_prob is (FlowModel.log_prob_kind), said beside every figure computed from it
 LOG_PROB_KINDS = {
     "exact": "exact log-likelihood",

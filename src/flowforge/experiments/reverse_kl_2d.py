@@ -14,17 +14,16 @@ Optimiser: Adam (not the paper's RMSprop with 500,000 updates): a CPU-sized run.
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 
 import torch
 
 from flowforge.models import create
-from flowforge.objectives.energies import energy_log_density
+from flowforge.objectives.energies import BOX, box_log_z, energy_log_density
 from flowforge.objectives.reverse_kl import annealed_beta, reverse_kl_loss
 
-BOUNDS = ((-4.0, 4.0), (-4.0, 4.0))
+BOUNDS = BOX
 DEFAULT_STEPS = 2000
 FLOWS = {
     "planar-32": ("planar", {"layers": 32}),
@@ -54,16 +53,6 @@ def fit(name: str, energy: str, steps: int, draws: int = 256, lr: float = 5e-3, 
         sched.step()
         losses.append(float(loss.detach()))
     return flow.eval(), losses
-
-
-def box_log_z(energy: str, resolution: int = 400) -> float:
-    """log of the integral of exp(-U) over BOUNDS by the midpoint rule."""
-    (x0, x1), (y0, y1) = BOUNDS
-    dx, dy = (x1 - x0) / resolution, (y1 - y0) / resolution
-    xs = torch.linspace(x0 + dx / 2, x1 - dx / 2, resolution, dtype=torch.float64)
-    ys = torch.linspace(y0 + dy / 2, y1 - dy / 2, resolution, dtype=torch.float64)
-    grid = torch.cartesian_prod(xs, ys)
-    return float(torch.logsumexp(energy_log_density(energy)(grid), 0)) + math.log(dx * dy)
 
 
 def reproduce(out_dir: str | Path, energies: tuple[str, ...] = ("u1", "u2"), flows: tuple[str, ...] = tuple(FLOWS),

@@ -1,10 +1,13 @@
 """Neural spline flows for flat (B, D) data (Durkan et al. 2019, "Neural Spline Flows").
 
-- `nsf`: rational-quadratic spline couplings (section 3.2, coupling transform) with the mask
-  alternating between the two halves of the features and a reversal permutation after every
-  coupling, so every feature is transformed and conditioned on in turn (the paper's couplings
+- `nsf`: rational-quadratic spline couplings (section 3.2, coupling transform), each transforming
+  the second half of the features conditioned on the first, with a reversal permutation between
+  couplings, so every feature is transformed and conditioned on in turn (the paper's couplings
   with permutations between them; we use fixed reversals instead of random permutations or LU
-  layers, for reproducible Jacobian structure). Conditioner: a ReLU MLP of the identity half,
+  layers, for reproducible Jacobian structure). An alternating mask together with the reversal
+  would cancel it (the same features transformed by every coupling, the others never): versions
+  before 2026-12-02 did that; their checkpoints load with the masks they were trained with (the
+  coupling's index buffers), so they give the densities they were trained to give. Conditioner: a ReLU MLP of the identity half,
   with the context concatenated when ``context_dim > 0``.
 - `nsf-ar`: autoregressive rational-quadratic steps (section 3.2, autoregressive transform; a
   MADE conditioner, the MAF scheme), with the order reversed between steps.
@@ -16,6 +19,8 @@ output layers make a fresh flow the identity.
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+import torch
 
 from flowforge.bijections import Chain, ReversePermutation
 from flowforge.bijections.spline_autoregressive import SplineAutoregressive
@@ -34,18 +39,29 @@ class NSF(FlatFlowModel):
         super().__init__(dim, context_dim, base)
         if dim < 2:
             raise ValueError("a coupling flow needs at least 2 dimensions; use nsf-ar for 1-D data")
-        hidden = tuple(hidden)
-
-        def net(n_in: int, n_out: int) -> MLP:
-            return MLP(n_in, n_out, hidden, "relu")
-
+        self._spline = {"bins": bins, "bound": bound, "context_dim": context_dim}
+        self._hidden = tuple(hidden)
         steps = []
         for i in range(layers):
-            steps.append(SplineCoupling(half_mask(dim, invert=i % 2 == 1), net, bins=bins, bound=bound,
-                                        context_dim=context_dim))
+            steps.append(self._coupling(half_mask(dim)))
             if i < layers - 1:
                 steps.append(ReversePermutation(dim))
         self._set_transform(Chain(steps))
+
+    def _coupling(self, mask: torch.Tensor) -> SplineCoupling:
+        return SplineCoupling(mask, lambda n_in, n_out: MLP(n_in, n_out, self._hidden, "relu"), **self._spline)
+
+    def upgrade_state_dict(self, state):
+        """A checkpoint of the earlier alternating masks (module docstring): each coupling whose
+        stored mask differs is rebuilt with it, so the checkpoint loads and gives its own densities."""
+        state = super().upgrade_state_dict(state)
+        for k, step in enumerate(self.transform.layers):
+            stored = state.get(f"transform.layers.{k}.identity_index")
+            if isinstance(step, SplineCoupling) and stored is not None and not torch.equal(stored, step.identity_index):
+                mask = torch.zeros(self.dim)
+                mask[stored.long()] = 1
+                self.transform.layers[k] = self._coupling(mask).to(step.identity_index.device)
+        return state
 
 
 @register("nsf-ar")

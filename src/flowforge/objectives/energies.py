@@ -62,6 +62,9 @@ def u4(z: Tensor) -> Tensor:
 ENERGIES: dict[str, Callable[[Tensor], Tensor]] = {"u1": u1, "u2": u2, "u3": u3, "u4": u4}
 """The potentials U of table 1 by name."""
 
+BOX = ((-4.0, 4.0), (-4.0, 4.0))
+"""The box the paper shows the energies on (figure 3): fits are judged against the target restricted to it."""
+
 
 def energy_log_density(name: str) -> LogDensity:
     """log p~(z) = -U(z) of the named energy ("u1" .. "u4"); (B, 2) -> (B,)."""
@@ -75,3 +78,13 @@ def energy_log_density(name: str) -> LogDensity:
         return -energy(z)
 
     return log_density
+
+
+def box_log_z(name: str, bounds=BOX, resolution: int = 400) -> float:
+    """log of the integral of exp(-U) over `bounds` by the midpoint rule on a resolution^2 grid (float64)."""
+    (x0, x1), (y0, y1) = bounds
+    dx, dy = (x1 - x0) / resolution, (y1 - y0) / resolution
+    xs = torch.linspace(x0 + dx / 2, x1 - dx / 2, resolution, dtype=torch.float64)
+    ys = torch.linspace(y0 + dy / 2, y1 - dy / 2, resolution, dtype=torch.float64)
+    grid = torch.cartesian_prod(xs, ys)
+    return float(torch.logsumexp(energy_log_density(name)(grid), 0)) + math.log(dx * dy)

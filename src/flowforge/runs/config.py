@@ -98,7 +98,13 @@ class TrainConfig:
     speed: str = "manual"
     speed_choice: str = ""
 
-    CHOICES = {"optimizer": ("adamax", "adam"), "device": ("auto", "cpu", "cuda"),
+    # "likelihood": maximum likelihood on the data's examples; "reverse-kl": fit the flow to an
+    # unnormalised log-density (an energy data set) by KL(q || p) from batch_size draws per step,
+    # with the annealed target beta_t log p~ over the first kl_anneal_steps steps (0 = beta 1 throughout)
+    objective: str = "likelihood"
+    kl_anneal_steps: int = 0
+
+    CHOICES = {"objective": ("likelihood", "reverse-kl"), "optimizer": ("adamax", "adam"), "device": ("auto", "cpu", "cuda"),
                "coupling_dtype": ("float32", "bfloat16", "float16"), "lr_schedule": ("constant", "step", "cosine"),
                "speed": ("manual", "auto")}
     RANGES = {
@@ -107,7 +113,7 @@ class TrainConfig:
         "init_batch": (1, 10**6), "log_every": (1, 10**9), "eval_every": (1, 10**9),
         "valid_examples": (0, 10**9), "checkpoint_every": (1, 10**9), "sample_every": (1, 10**9),
         "sample_temperature": (0.0, 10.0), "patience": (0, 10**9), "nonfinite_patience": (1, 10**6), "lr_backoff": (0.0, 1.0),
-        "diagnose_every": (0, 10**9),
+        "diagnose_every": (0, 10**9), "kl_anneal_steps": (0, 10**9),
         "lr_decay_factor": (0.0, 1.0), "lr_cosine_steps": (0, 10**9), "lr_min": (0.0, 10.0),
     }
 

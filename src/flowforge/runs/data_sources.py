@@ -8,6 +8,8 @@
   training split, saved with the run (`data_state`) and used again by `eval` and `sample`, whose
   points are written back in the file's units.
 - `UserImageSource` ("image-array", "image-folder"): uint8 images of your own, no labels.
+- `EnergySource` (runs/energy_source.py; "energy-u1" ... "energy-u4"): no examples, an unnormalised
+  2-D density fitted by reverse KL; metric the negative ELBO on fresh draws.
 - `ClassifierSource` (an image classifier such as the INN classifier): the image data; metric
   validation accuracy (higher is better); nothing to sample.
 
@@ -314,6 +316,14 @@ def _load_arrays(cfg: RunConfig, data_dir: str | None) -> ArraySplits:
 def make_source(cfg: RunConfig, data_dir: str | None = None, saved: dict | None = None):
     """The data source for the config's data set (`saved`: a run's `data_state()`, for data of your own)."""
     kind = dataset_kind(cfg.data.dataset)
+    if (kind == "energy") != (cfg.train.objective == "reverse-kl"):
+        raise ConfigError('train.objective = "reverse-kl" goes with an energy data set (energy-u1 ... energy-u4) '
+                          f'and only with one; got data.dataset = "{cfg.data.dataset}", '
+                          f'train.objective = "{cfg.train.objective}"')
+    if kind == "energy":
+        from flowforge.runs.energy_source import EnergySource
+
+        return EnergySource(cfg, data_dir)
     if getattr(model_class(cfg.model.name), "is_classifier", False):
         if kind != "image":
             raise ConfigError(f"model '{cfg.model.name}' is a classifier: it needs a labelled image data set, "

@@ -123,8 +123,10 @@ class Trainer:
         # small data sets live on the device for the whole run
         self.train_data = tuple(t.to(self.device) for t in self.source.tensors("train"))
         self.valid_data = self.source.tensors("valid", cfg.train.valid_examples)
-        self.num_train = len(self.train_data[0])
         self.batch_size = cfg.train.batch_size
+        # reverse KL has no examples: each step draws batch_size points from the flow itself
+        self.by_reverse_kl = cfg.train.objective == "reverse-kl"
+        self.num_train = self.batch_size if self.by_reverse_kl else len(self.train_data[0])
         if self.num_train < self.batch_size:
             raise ConfigError(f"train.batch_size = {self.batch_size} exceeds the {self.num_train} training examples")
         self.steps_per_epoch = self.num_train // self.batch_size
@@ -165,6 +167,12 @@ class Trainer:
         return augment_batch(batch, self.cfg.data.augment, self.cfg.data.augment_pad, gen)
 
     def _initialize(self) -> None:
+        if self.by_reverse_kl:  # no data: actnorms start near the identity on standard-normal points
+            gen = _seeded(self.cfg.train.seed, 2, device=torch.device("cpu"))
+            x = torch.randn(self.cfg.train.init_batch, self.data_args["dim"], generator=gen).to(self.device)
+            self.model.initialize(x, generator=_seeded(self.cfg.train.seed, 3, device=self.device))
+            self.ema.copy_from(self.model)
+            return
         n = min(self.cfg.train.init_batch, self.num_train)
         gen = _seeded(self.cfg.train.seed, 2, device=torch.device("cpu"))
         idx = torch.randperm(self.num_train, generator=gen)[:n].to(self.device)
@@ -296,13 +304,16 @@ class Trainer:
         if self._masked is not None and self._masked.failed:
             return None  # a failed step awaits the rollback (see sync_free.py)
         draw = step + self.state.draws_skipped  # a skipped step moves past its batch and noise
-        batch = self._augmented(self._batch(draw), draw)
         gen = _seeded(self.cfg.train.seed, 4, draw, device=self.device)
         for group in self.optimizer.param_groups:
             group["lr"] = self._lr(step)
         self.model.train()
         begin_training_step(self.speed)
-        out = self.model.loss(batch, generator=gen, **({"step": step} if self._loss_takes_step else {}))
+        if self.by_reverse_kl:
+            out = self.source.loss(self.model, self.batch_size, step, gen)
+        else:
+            batch = self._augmented(self._batch(draw), draw)
+            out = self.model.loss(batch, generator=gen, **({"step": step} if self._loss_takes_step else {}))
         if self._masked is not None and self._masked.ready():
             return self._masked_step(step, out)
         if not torch.isfinite(out["loss"]):

@@ -14,6 +14,8 @@ COLUMNS += ("recon_mean", "recon_max", "recon_non_finite", "condition_median", "
 # steps it applies to, and the training dynamics of flowforge.diagnostics.inn_dynamics
 COLUMNS += ("train_accuracy", "valid_accuracy", "train_penalty", "sigma_max", "sigma_min", "condition_non_finite",
             "dynamics_accuracy")
+# reverse-KL fits to an energy (runs/energy_source.py): negative ELBO on the training draws and on validation draws
+COLUMNS += ("train_neg_elbo", "valid_neg_elbo")
 
 
 class MetricsLog:
