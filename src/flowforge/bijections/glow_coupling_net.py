@@ -9,6 +9,11 @@ padding (`add_edge_padding`): an extra input channel that is 1 on the zero-padde
 network can tell padding from data near the image edge (`nets/edge_bias.py`). Off, it is plain
 zero padding.
 
+Context (docs/conditional-flows.md): with `context_dim` D > 0 the network reads a context vector
+c of shape (B, D) as D extra input channels, c broadcast over the positions and concatenated to
+x before the first convolution (`bijections/context.py`), so the coupling's shift and scale, and
+with them the map, depend on c. Built with D = 0 it refuses a context.
+
 The forward pass folds each actnorm into the convolution before it (`_conv_then_actnorm`), except
 while the actnorms are being initialised from data.
 
@@ -25,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from flowforge.bijections.actnorm import ActNorm
+from flowforge.bijections.context import append_context, context_vector
 from flowforge.nets.edge_bias import EdgeBias
 from flowforge.nets.zero_init import ZeroConv2d
 
@@ -35,11 +41,16 @@ class _ActNormNoLogdet(ActNorm):
 
 
 class GlowCouplingNet(nn.Module):
-    """Glow's coupling network from `in_channels` to `out_channels` with `hidden` channels."""
+    """Glow's coupling network from `in_channels` (+ `context_dim` context channels) to
+    `out_channels` with `hidden` channels."""
 
-    def __init__(self, in_channels: int, out_channels: int, hidden: int = 512, edge_bias: bool = False):
+    def __init__(self, in_channels: int, out_channels: int, hidden: int = 512, edge_bias: bool = False,
+                 context_dim: int = 0):
         super().__init__()
-        self.conv_in = nn.Conv2d(in_channels, hidden, 3, padding=1, bias=False)
+        if context_dim < 0:
+            raise ValueError(f"context_dim must be >= 0, got {context_dim}")
+        self.context_dim = int(context_dim)
+        self.conv_in = nn.Conv2d(in_channels + self.context_dim, hidden, 3, padding=1, bias=False)
         # the border channel's weights, drawn as the rest of conv_in's (public code: one kernel)
         self.edge_in = EdgeBias(hidden, std=0.05) if edge_bias else None
         self.norm_in = _ActNormNoLogdet(hidden)
@@ -51,7 +62,8 @@ class GlowCouplingNet(nn.Module):
         self.autocast_dtype: torch.dtype | None = None
         self.channels_last = False
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        x = append_context(x, context_vector(self, context, self.context_dim, x.shape[0]))
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         if self.autocast_dtype is None:

@@ -23,7 +23,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from flowforge.bijections.base import Bijection, refuse_context
+from flowforge.bijections.base import Bijection
+from flowforge.bijections.context import append_context, context_vector
 from flowforge.bijections.scale_functions import get_scale_function
 from flowforge.errors import ShapeError
 
@@ -67,21 +68,7 @@ networks read the masked input with the context concatenated (module docstring).
         self.context_dim = int(context_dim)
 
     def _conditioner_input(self, x_masked: Tensor, context: Tensor | None) -> Tensor:
-        if self.context_dim == 0:
-            refuse_context(self, context)
-            return x_masked
-        if context is None:
-            raise ValueError(f"this MaskedAffineCoupling was built with context_dim={self.context_dim} "
-                             f"but got no context")
-        if context.dim() == 1 and self.context_dim == 1:
-            context = context[:, None]
-        if context.shape != (x_masked.shape[0], self.context_dim):
-            raise ShapeError(f"MaskedAffineCoupling context must be ({x_masked.shape[0]}, {self.context_dim}), "
-                             f"got {tuple(context.shape)}")
-        context = context.to(x_masked.dtype)
-        if x_masked.dim() == 4:
-            context = context[:, :, None, None].expand(-1, -1, *x_masked.shape[2:])
-        return torch.cat([x_masked, context], dim=1)
+        return append_context(x_masked, context_vector(self, context, self.context_dim, x_masked.shape[0]))
 
     def _shift_log_scale(self, x_masked: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         x_masked = self._conditioner_input(x_masked, context)

@@ -3,7 +3,8 @@ transforms what is left of the data; after every level but the last, half of the
 factored out, optionally standardised by a split prior given the kept half (split_prior.py), and
 set aside. The output is every factored-out part and the last level's output, flattened and
 concatenated in that order: a bijection of R^D whose log-det includes the split priors' affine
-maps. `latent_shapes` (per example, in that order) are explicit, so the inverse needs no probe."""
+maps. `latent_shapes` (per example, in that order) are explicit, so the inverse needs no probe.
+A context goes to every level's layers and every split prior."""
 
 from __future__ import annotations
 
@@ -23,23 +24,24 @@ GRADIENTS = ("autograd", "reversible", "checkpoint")
 
 class FactorOut(nn.Module):
     """Split (B, C, H, W) into the first `kept_channels` channels and the rest; the rest is
-    standardised by `prior` given the kept part (or passed on unchanged: a standard-normal split)."""
+    standardised by `prior` given the kept part and the context (or passed on unchanged: a
+    standard-normal split, the same map for every context)."""
 
     def __init__(self, kept_channels: int, prior: SplitPrior | None = None):
         super().__init__()
         self.kept_channels, self.prior = int(kept_channels), prior
 
-    def forward(self, h: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+    def forward(self, h: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
         kept, out = h[:, : self.kept_channels], h[:, self.kept_channels :]
         if self.prior is None:
             return kept, out, None
-        eps, logdet = self.prior.standardise(out, kept)
+        eps, logdet = self.prior.standardise(out, kept, context)
         return kept, eps, logdet
 
-    def inverse(self, kept: Tensor, eps: Tensor) -> tuple[Tensor, Tensor | None]:
+    def inverse(self, kept: Tensor, eps: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         if self.prior is None:
             return torch.cat([kept, eps], dim=1), None
-        out, logdet = self.prior.unstandardise(eps, kept)
+        out, logdet = self.prior.unstandardise(eps, kept, context)
         return torch.cat([kept, out], dim=1), logdet
 
 
@@ -77,7 +79,7 @@ class MultiScale(Bijection):
             z, logdet = self._run(level, z, context)
             total = total + logdet
             if i < len(self.splits):
-                z, out, split_logdet = self.splits[i](z)
+                z, out, split_logdet = self.splits[i](z, context)
                 if split_logdet is not None:
                     total = total + split_logdet
                 latents.append(out)
@@ -93,7 +95,7 @@ class MultiScale(Bijection):
         z, total = latents[-1], 0.0
         for i in reversed(range(len(self.levels))):
             if i < len(self.splits):
-                z, split_logdet = self.splits[i].inverse(z, latents[i])
+                z, split_logdet = self.splits[i].inverse(z, latents[i], context)
                 if split_logdet is not None:
                     total = total + split_logdet
             z, logdet = self.levels[i].inverse(z, context=context)

@@ -161,7 +161,9 @@ def _affine_layer_bound(m: nn.Module, in_shape: Sequence[int], out_index, conv: 
 def _glow_net_bound(net: GlowCouplingNet, in_shape: Sequence[int], out_index, conv: str) -> float:
     scale_in = net.norm_in.log_scale.detach().double().exp().view(-1, 1, 1, 1)
     scale_mid = net.norm_mid.log_scale.detach().double().exp().view(-1, 1)
-    first = _conv_bound(net.conv_in.weight.double() * scale_in, net.conv_in, in_shape, conv)
+    # the weights on x's channels: context channels (GlowCouplingNet's context_dim) are constant in x
+    weight = net.conv_in.weight[:, : in_shape[0]]
+    first = _conv_bound(weight.double() * scale_in, net.conv_in, in_shape, conv)
     mid = matrix_norm(net.conv_mid.weight.double()[:, :, 0, 0] * scale_mid)
     hidden_shape = (net.conv_in.out_channels, *in_shape[-2:])
     return first * mid * _affine_layer_bound(net.conv_out, hidden_shape, out_index, conv)

@@ -1,13 +1,15 @@
 """The learned top prior of the multi-scale Glow (Glow section 3 and the public code's `prior`): a
-learned, optionally class-conditional, Gaussian over the top latent. The split priors of the
-factored-out halves are part of the transform (bijections/multiscale.py)."""
+learned Gaussian over the top latent, optionally conditioned on a class label or on a context
+vector. The split priors of the factored-out halves are part of the transform
+(bijections/multiscale.py)."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
 
-from flowforge.distributions.base import Distribution
+from flowforge.bijections.context import context_vector
+from flowforge.distributions.base import Distribution, refuse_context
 from flowforge.distributions.gaussian import diag_gaussian_log_prob, diag_gaussian_sample
 from flowforge.errors import ShapeError
 from flowforge.nets.edge_bias import EdgeBias
@@ -18,22 +20,27 @@ class TopPrior(Distribution):
     """N(mean, exp(logs)^2) over the top latent of shape (C, H, W).
 
     With `learn=True` mean and logs are learned per channel (zero init); with `num_classes > 0`
-    a zero-initialised linear map of the one-hot label is added (Glow's `ycond`). With `edge_bias`
+    a zero-initialised linear map of the one-hot label is added (Glow's `ycond`), and with
+    `context_dim` D > 0 one of the context vector c, shape (B, D), in the same way: c shifts the
+    mean and log-std of every channel (the label is the special case of a one-hot c). With `edge_bias`
     and `learn`, a learned zero-initialised map near the border is added too: the public code's
     learned top prior is a zero-padded 3x3 convolution of zeros with the border channel
     (nets/edge_bias.py), i.e. a constant per channel plus that map.
     """
 
     def __init__(self, shape: tuple[int, int, int], learn: bool = True, num_classes: int = 0,
-                 edge_bias: bool = False):
+                 edge_bias: bool = False, context_dim: int = 0):
         super().__init__(shape)
+        if num_classes > 0 and context_dim > 0:
+            raise ValueError("TopPrior takes a class label (num_classes) or a context vector (context_dim), not both")
         self.shape = self.event_shape
-        self.num_classes = num_classes
-        self.uses_context = num_classes > 0
+        self.num_classes, self.context_dim = num_classes, int(context_dim)
+        self.uses_context = num_classes > 0 or self.context_dim > 0
         c = shape[0]
         self.base = nn.Parameter(torch.zeros(2 * c, 1, 1), requires_grad=learn)
         self.edge = EdgeBias(2 * c, std=0.0) if edge_bias and learn else None
         self.label_map = LinearZeros(num_classes, 2 * c) if num_classes > 0 else None
+        self.context_map = LinearZeros(self.context_dim, 2 * c) if self.context_dim > 0 else None
 
     def params(self, batch: int, context: Tensor | None) -> tuple[Tensor, Tensor]:
         h = self.base.unsqueeze(0).expand(batch, -1, *self.shape[1:])
@@ -46,6 +53,11 @@ class TopPrior(Distribution):
                 raise ShapeError(f"labels must have shape ({batch},), got {tuple(context.shape)}")
             onehot = nn.functional.one_hot(context.long(), self.num_classes).to(h.dtype)
             h = h + self.label_map(onehot)[:, :, None, None]
+        if self.context_map is not None:
+            vector = context_vector(self, context, self.context_dim, batch)
+            h = h + self.context_map(vector.to(h.dtype))[:, :, None, None]
+        if not self.uses_context:
+            refuse_context(self, context)
         c = self.shape[0]
         return h[:, :c], h[:, c:]
 

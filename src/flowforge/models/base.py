@@ -3,6 +3,7 @@ the pieces shared by the image models."""
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Mapping, Sequence
 
@@ -10,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from flowforge.bijections.actnorm import data_dependent_init
+from flowforge.bijections.context import context_vector
 from flowforge.data.quantisation import dequantise, to_model_space
 from flowforge.errors import ShapeError
 from flowforge.flow import Flow
@@ -32,6 +34,9 @@ class FlowModel(nn.Module):
     Class attributes: `DATA_ARGS`, the constructor arguments that come from the data set rather
     than the config (e.g. `image_shape`, `dim`), and `CHOICES`, the allowed values of string
     options, so a config can be validated before the model is built.
+
+    `context_dim` > 0: the model is conditioned on a context vector of that many values per
+    example (docs/conditional-flows.md); `_context` checks one.
     """
 
     DATA_ARGS: tuple[str, ...] = ()
@@ -41,6 +46,7 @@ class FlowModel(nn.Module):
     LEGACY_KEYS: tuple[tuple[str, str], ...] = ()
     # what `log_prob` (and so every figure from it) is: a key of evaluation.summary.LOG_PROB_KINDS
     log_prob_kind: str = "exact"
+    context_dim: int = 0  # models that take a context vector set it in their constructor
 
     def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         raise NotImplementedError
@@ -60,6 +66,20 @@ class FlowModel(nn.Module):
     def initialize(self, x: Tensor, context: Tensor | None = None, generator=None) -> int:
         """Data-dependent initialisation of every actnorm by one pass over (x, context)."""
         return data_dependent_init(self, lambda b: self.loss(b, generator=generator), (x, context))
+
+    def _context(self, context: Tensor | None, batch: int) -> Tensor | None:
+        """The context as (batch, context_dim) floats; refused by a model built without a context
+        vector, required by one built with it. A (B,) context is read as one column when context_dim == 1."""
+        if self.context_dim == 0 and context is not None:
+            name, shape = type(self).__name__, tuple(context.shape)
+            if "context_dim" not in inspect.signature(type(self).__init__).parameters:
+                raise ValueError(f"{name} takes no context, but got one of shape {shape}")
+            raise ValueError(f"{name} was built without a context (context_dim=0) but got one of shape {shape}; "
+                             "build it with context_dim > 0")
+        context = context_vector(self, context, self.context_dim, batch)
+        if context is not None and not torch.is_floating_point(context):
+            context = context.float()
+        return context
 
     def initialize_from_runs(self, load_run) -> None:
         """Before `initialize` on a fresh run: take weights from other runs the config names
@@ -128,18 +148,43 @@ class ImageModel(FlowModel):
 
 
 class ImageFlowModel(FlowOfLayers, ImageModel):
-    """An image model that is a `Flow`: the input is checked, the loss is the mean bits/dim."""
+    """An image model that is a `Flow`: the input is checked, the loss is the mean bits/dim.
+
+    With `context_dim` > 0 (Glow, RealNVP) a context vector is checked (`_context`) and reaches
+    the transform's layers and the base, and a batch (images, context) trains p(x | c); a model
+    built without one refuses a context."""
+
+    def _layer_context(self, context: Tensor | None, batch: int) -> Tensor | None:
+        """The context the transform's layers see (the class docstring)."""
+        return self._context(context, batch)
+
+    def batch_context(self, batch) -> Tensor | None:
+        """The context of a training batch (images, context): its second tensor for a model with a
+        context vector, else None (the labels of a labelled data set are no context vector)."""
+        if self.context_dim and isinstance(batch, (tuple, list)) and len(batch) > 1:
+            return batch[1]
+        return None
 
     def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         self._check_input(x)
-        return super().log_prob(x, context)
+        return super().log_prob(x, self._layer_context(context, x.shape[0]))
+
+    def rsample(self, n: int, temperature=1.0, context: Tensor | None = None, generator=None) -> Tensor:
+        return super().rsample(n, temperature, self._layer_context(context, n), generator)
+
+    def sample_and_log_prob(self, n: int, context: Tensor | None = None, generator=None) -> tuple[Tensor, Tensor]:
+        return super().sample_and_log_prob(n, self._layer_context(context, n), generator)
 
     def encode(self, x: Tensor, context: Tensor | None = None) -> list[Tensor]:
         self._check_input(x)
-        return super().encode(x, context)
+        return super().encode(x, self._layer_context(context, x.shape[0]))
+
+    def decode(self, latents: list[Tensor], context: Tensor | None = None) -> Tensor:
+        return super().decode(latents, self._layer_context(context, latents[0].shape[0]) if latents else context)
 
     def loss(self, batch, generator=None) -> dict[str, Tensor]:
-        """Mean bits/dim of the batch's images (one dequantisation draw)."""
+        """Mean bits/dim of the batch's images (one dequantisation draw), given the batch's
+        context for a model with a context vector."""
         images = batch[0] if isinstance(batch, (tuple, list)) else batch
-        bpd = self.bits_per_dim(images, generator=generator).mean()
+        bpd = self.bits_per_dim(images, self.batch_context(batch), generator=generator).mean()
         return {"loss": bpd, "bpd": bpd.detach()}

@@ -11,7 +11,6 @@ a batch ``(x,)`` or a bare tensor trains p(x).
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from flowforge.bijections.base import Bijection
@@ -55,26 +54,6 @@ class FlatFlowModel(FlowOfLayers):
     def _check(self, x: Tensor) -> None:
         if x.dim() != 2 or x.shape[1] != self.dim:
             raise ShapeError(f"{type(self).__name__} expects (B, {self.dim}), got {tuple(x.shape)}")
-
-    def _context(self, context: Tensor | None, batch: int) -> Tensor | None:
-        """The context as (batch, context_dim) floats; refused by an unconditional model, required
-        by a conditional one. A (B,) context is read as one column when context_dim == 1."""
-        if self.context_dim == 0:
-            if context is not None:
-                raise ValueError(f"{type(self).__name__} was built without a context (context_dim=0) but got one "
-                                 f"of shape {tuple(context.shape)}; build it with context_dim > 0")
-            return None
-        if context is None:
-            raise ValueError(f"{type(self).__name__} was built with context_dim={self.context_dim}: "
-                             f"pass a context of shape (B, {self.context_dim})")
-        if context.dim() == 1 and self.context_dim == 1:
-            context = context[:, None]
-        if tuple(context.shape) != (batch, self.context_dim):
-            raise ShapeError(f"{type(self).__name__} context must be ({batch}, {self.context_dim}), "
-                             f"got {tuple(context.shape)}")
-        if not torch.is_floating_point(context):
-            context = context.float()
-        return context
 
     def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         self._check(x)

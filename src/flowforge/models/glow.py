@@ -9,6 +9,14 @@ the top prior on the top latent.
 Data are n-bit images scaled to [-0.5, 0.5) and dequantised with uniform noise; the loss is
 bits/dim against the discrete data, plus y_weight x the classifier head's bits when the top
 prior is class-conditional (section 5, 'class-conditional').
+
+Context (docs/conditional-flows.md): with `context_dim` D > 0 the model is p(x | c) for a context
+vector c of shape (B, D): every coupling network reads c as D extra input channels (broadcast over
+the positions, `GlowCouplingNet`), and the split priors and the top prior add a zero-initialised
+linear map of c to their means and log-stds (per channel, as `ycond` does with the label), so a
+fresh model starts as the unconditional one. Actnorm, the permutations and the squeezes are the
+same map for every c. A batch (images, context) trains p(x | c); `encode`, `decode`, `sample`
+and `log_prob` take the context. A class label (`num_classes`) and a context vector do not mix.
 """
 
 from __future__ import annotations
@@ -63,9 +71,10 @@ def _permutation(name: str, channels: int, seed: int):
 
 
 def flow_step(channels: int, hidden: int, coupling: str, scale: str, permutation: str, seed: int,
-              edge_bias: bool = False) -> Chain:
-    """One Glow step: actnorm -> permutation -> coupling (`edge_bias`: nets/edge_bias.py)."""
-    net = partial(GlowCouplingNet, hidden=hidden, edge_bias=edge_bias)
+              edge_bias: bool = False, context_dim: int = 0) -> Chain:
+    """One Glow step: actnorm -> permutation -> coupling (`edge_bias`: nets/edge_bias.py; the
+    coupling network reads a context vector of `context_dim` values when that is > 0)."""
+    net = partial(GlowCouplingNet, hidden=hidden, edge_bias=edge_bias, context_dim=context_dim)
     if coupling == "affine":
         coupler = AffineCoupling(channels, net, scale=scale)
     elif coupling == "additive":
@@ -125,12 +134,14 @@ class Glow(ImageFlowModel):
         memory_saving: bool = False,
         checkpoint_steps: bool = False,
         edge_bias: bool = False,
+        context_dim: int = 0,
     ):
         """`memory_saving`: reversible backprop through each level's steps (activations rebuilt
         from outputs, memory independent of depth; exact only as far as the inverse is);
         `checkpoint_steps`: torch.utils.checkpoint per step instead (exact, memory O(depth));
         `edge_bias`: the public code's border channel in every zero-padded 3x3 convolution (coupling
-        networks, split priors) and in the learned top prior."""
+        networks, split priors) and in the learned top prior; `context_dim`: conditioned on a context
+        vector of that many values per example (module docstring)."""
         super().__init__()
         self.memory_saving, self.checkpoint_steps = memory_saving, checkpoint_steps
         self._set_image_shape(image_shape, n_bits)
@@ -141,20 +152,28 @@ class Glow(ImageFlowModel):
             raise ValueError(
                 f"image size {h}x{w} cannot be squeezed {levels} times (needs H and W divisible by {2**levels})"
             )
+        if context_dim < 0:
+            raise ValueError(f"context_dim must be >= 0, got {context_dim}")
+        if num_classes > 0 and context_dim > 0:
+            raise ValueError(f"Glow takes a class label (num_classes={num_classes}) or a context vector "
+                             f"(context_dim={context_dim}) as its context, not both")
         self.levels, self.num_classes, self.y_weight = levels, num_classes, y_weight
+        self.context_dim = int(context_dim)
         self.level_shapes = level_shapes(self.image_shape, levels)
         chains, splits, latent_shapes = [], [], []
         for level, (c, h, w) in enumerate(self.level_shapes):
-            steps = [flow_step(c, hidden, coupling, scale, permutation, seed + 1000 * level + k, edge_bias)
-                     for k in range(depth)]
+            steps = [flow_step(c, hidden, coupling, scale, permutation, seed + 1000 * level + k, edge_bias,
+                               context_dim) for k in range(depth)]
             chains.append(Chain([Squeeze(), *steps]))
             if level < levels - 1:
-                splits.append(FactorOut(c // 2, SplitPrior(c // 2, c // 2, edge_bias=edge_bias)))
+                splits.append(FactorOut(c // 2, SplitPrior(c // 2, c // 2, edge_bias=edge_bias,
+                                                           context_dim=context_dim)))
                 latent_shapes.append((c // 2, h, w))
         self.top_shape = self.level_shapes[-1]
         latent_shapes.append(self.top_shape)
         gradient = "reversible" if memory_saving else "checkpoint" if checkpoint_steps else "autograd"
-        top = TopPrior(self.top_shape, learn=learn_top, num_classes=num_classes, edge_bias=edge_bias)
+        top = TopPrior(self.top_shape, learn=learn_top, num_classes=num_classes, edge_bias=edge_bias,
+                       context_dim=context_dim)
         # the top prior draws its noise first, then the splits from the top level down (as Glow always did)
         base = Concatenated([*(StandardNormal(s) for s in latent_shapes[:-1]), top],
                             draw_order=list(reversed(range(levels))))
@@ -173,13 +192,28 @@ class Glow(ImageFlowModel):
         top = str(self.levels - 1)
         return {k.replace("{top}", top): v for k, v in super().upgrade_state_dict(state).items()}
 
+    # context ----------------------------------------------------------------------------------
+    def _contexts(self, context: Tensor | None, batch: int) -> tuple[Tensor | None, Tensor | None]:
+        """(what the transform's layers and split priors see, what the top prior sees): the
+        checked context vector for both with `context_dim` > 0; the labels for the top prior
+        alone when class-conditional; an unconditional Glow refuses a context."""
+        if self.num_classes > 0:
+            return None, context
+        vector = self._context(context, batch)
+        return vector, vector
+
+    def _layer_context(self, context: Tensor | None, batch: int) -> Tensor | None:
+        """`encode` / `decode`: the context vector, checked; labels are not needed (and dropped)."""
+        return self._contexts(context, batch)[0]
+
     # data -> latent ---------------------------------------------------------------------------
     def _forward(self, x: Tensor, context: Tensor | None) -> tuple[list[Tensor], Tensor, Tensor]:
         """All latents, the summed log|det| (split priors' standardisations included) and the
         base log-density (nats, (B,))."""
         self._check_input(x)
-        latents, logdet = self.transform.latents(x)
-        return latents, logdet, self.base.log_prob_parts(latents, context)
+        layer_context, prior_context = self._contexts(context, x.shape[0])
+        latents, logdet = self.transform.latents(x, layer_context)
+        return latents, logdet, self.base.log_prob_parts(latents, prior_context)
 
     def compile_flow(self, mode: str | None = None, regional: bool = False) -> None:
         """Compile the whole data -> latent pass (all levels, priors and log-dets) with
@@ -223,16 +257,27 @@ class Glow(ImageFlowModel):
         split, last = top prior); T = 0 gives the prior means all the way down. After
         `compile_sampling`, the inverse pass after the base draws runs compiled in eval mode without
         gradients (the same samples, float rounding aside)."""
-        z = self.base.sample(n, self._temperatures(temperature), context, generator)
+        z, layer_context = self._draw(n, temperature, context, generator)
         if self._compiled_sampling is None or self.training or torch.is_grad_enabled():
-            return self.transform.inverse(z)[0]
+            return self.transform.inverse(z, layer_context)[0]
         refresh_inverse_caches(self)  # read as they are by the compiled pass (bijections/permutations.py)
         if self._sampling_mode == "reduce-overhead":
             torch.compiler.cudagraph_mark_step_begin()
-        return self._compiled_sampling(z).clone()  # a CUDA-graph output is overwritten next call
+        args = (z,) if layer_context is None else (z, layer_context)  # an unconditional graph as before
+        return self._compiled_sampling(*args).clone()  # a CUDA-graph output is overwritten next call
 
-    def _inverse(self, z: Tensor) -> Tensor:
-        return self.transform.inverse(z)[0]
+    def rsample(self, n: int, temperature=1.0, context: Tensor | None = None, generator=None) -> Tensor:
+        """n samples through which gradients reach the parameters (eager, `temperature` as in `sample`)."""
+        z, layer_context = self._draw(n, temperature, context, generator)
+        return self.transform.inverse(z, layer_context)[0]
+
+    def _draw(self, n: int, temperature, context: Tensor | None, generator) -> tuple[Tensor, Tensor | None]:
+        """The base's draw (the top prior given labels or the context) and the layers' context."""
+        layer_context, prior_context = self._contexts(context, n)
+        return self.base.sample(n, self._temperatures(temperature), prior_context, generator), layer_context
+
+    def _inverse(self, z: Tensor, context: Tensor | None = None) -> Tensor:
+        return self.transform.inverse(z, context)[0]
 
     def compile_sampling(self, mode: str | None = None) -> None:
         """Compile the inverse pass of sampling (split priors, inverse steps, unsqueezes) with
@@ -243,16 +288,18 @@ class Glow(ImageFlowModel):
 
     # training ---------------------------------------------------------------------------------
     def _split_batch(self, batch) -> tuple[Tensor, Tensor | None]:
+        """(images, the labels of a class-conditional model or the context of a conditional one)."""
         if isinstance(batch, (tuple, list)):
-            images, labels = batch[0], batch[1] if len(batch) > 1 else None
+            images, second = batch[0], batch[1] if len(batch) > 1 else None
         else:
-            images, labels = batch, None
-        return images, (labels if self.num_classes > 0 else None)
+            images, second = batch, None
+        return images, (second if self.num_classes > 0 or self.context_dim > 0 else None)
 
     def loss(self, batch, generator: torch.Generator | None = None) -> dict[str, Tensor]:
-        images, labels = self._split_batch(batch)
+        images, context = self._split_batch(batch)
+        labels = context if self.num_classes > 0 else None
         x = self.prepare(images, generator)
-        latents, logdet, log_prior = self._forward(x, labels)
+        latents, logdet, log_prior = self._forward(x, context)
         bpd = bits_per_dim(logdet + log_prior, self.num_dims, self.n_bits).mean()
         out = {"bpd": bpd.detach()}
         loss = bpd
@@ -266,6 +313,7 @@ class Glow(ImageFlowModel):
         return out
 
     def initialize(self, images: Tensor, labels: Tensor | None = None, generator=None) -> int:
-        """Data-dependent actnorm initialisation on one batch (Glow uses 256 images)."""
-        ctx = labels if self.num_classes > 0 else None
+        """Data-dependent actnorm initialisation on one batch (Glow uses 256 images); `labels`: the
+        labels of a class-conditional model or the context of a conditional one (else ignored)."""
+        ctx = labels if self.num_classes > 0 or self.context_dim > 0 else None
         return data_dependent_init(self, lambda b: self._forward(self.prepare(b, generator), ctx), images)

@@ -58,6 +58,12 @@ class ImageSource:
     def __init__(self, cfg: RunConfig, data_dir: str | None = None):
         self.cfg, self.data_dir = cfg, data_dir or cfg.data.data_dir or None
         self._splits: dict[str, ImageSplit] = {}
+        context_dim = cfg.model.options.get("context_dim", 0)
+        if context_dim:  # the batches are (images, labels): a label is no context vector
+            raise ConfigError(f"model.context_dim = {context_dim}: the {cfg.data.dataset} data give images and "
+                              "labels, no context vectors (image data with a context are not wired into runs "
+                              f"yet); train a context-conditioned {cfg.model.name} from Python "
+                              "(docs/conditional-flows.md) or use model.num_classes for the labels")
 
     def model_args(self) -> dict:
         return {"image_shape": image_shape(self.cfg.data.dataset), "n_bits": self.cfg.data.n_bits}

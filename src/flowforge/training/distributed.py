@@ -77,7 +77,7 @@ class BitsPerDimLoss(nn.Module):
 
     def __init__(self, model: ImageModel):
         super().__init__()
-        if not isinstance(model, ImageModel) or getattr(model, "num_classes", 0):
+        if not isinstance(model, ImageModel) or getattr(model, "num_classes", 0) or getattr(model, "context_dim", 0):
             raise ConfigError("multi-process training supports unconditional image models only")
         self.model = model
 
