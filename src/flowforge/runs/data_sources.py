@@ -37,6 +37,7 @@ from flowforge.evaluation.importance import evaluate_importance
 from flowforge.evaluation.nll import evaluate_nll
 from flowforge.models.registry import model_class
 from flowforge.runs.config import RunConfig
+from flowforge.runs.point_samples import PointSamples
 from flowforge.viz import save_image
 
 DIAGNOSE_SEED = 1234  # dequantisation of the fixed diagnose batch (the trainer's validation seed)
@@ -108,7 +109,7 @@ class ImageSource:
         return _stability_row(model, tensors, batch_size, device)
 
 
-class ArraySource:
+class ArraySource(PointSamples):
     metric = "nll"
     higher_is_better = False
 
@@ -153,17 +154,6 @@ class ArraySource:
     def diagnose(self, model, tensors, batch_size: int, device) -> dict:
         return _stability_row(model, tensors, batch_size, device)
 
-    samples_suffix = ".pt"
-
-    @torch.no_grad()
-    def sample_points(self, model, n: int, temperature: float, generator: torch.Generator) -> torch.Tensor:
-        """n points from the model, on the CPU, in the data's units."""
-        return model.sample(n, temperature, generator=generator).cpu()
-
-    def save_points(self, points: torch.Tensor, path: Path) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(points, path)
-        return path
 
 
 class UserArraySource(ArraySource):

@@ -20,17 +20,17 @@ from flowforge.objectives.energies import BOX, box_log_z, energy_log_density
 from flowforge.objectives.reverse_kl import annealed_beta, reverse_kl_terms
 from flowforge.progress import progress_bar
 from flowforge.runs.config import RunConfig
-from flowforge.runs.data_sources import ArraySource
+from flowforge.runs.point_samples import PointSamples
 
 VALID_DRAWS, TEST_DRAWS = 4000, 20000
 SPLIT_SEEDS = {"valid": 11, "test": 12}
 DIAGNOSE_DRAWS = 64
 
 
-class EnergySource(ArraySource):
-    """Points are sampled and saved as ArraySource's; everything about data differs."""
-
+class EnergySource(PointSamples):
     metric = "neg_elbo"
+    higher_is_better = False
+    num_classes = 0
 
     def __init__(self, cfg: RunConfig, data_dir: str | None = None):
         self.cfg, self.energy = cfg, cfg.data.dataset.removeprefix("energy-")
@@ -90,6 +90,9 @@ class EnergySource(ArraySource):
                   ("flow q", *log_density_grid(lambda p: model.log_prob(p.to(device)).cpu(), bounds=BOX))]
         points = model.sample(n or 2000, temperature, generator=generator).cpu()
         return save_density_figure(path.with_suffix(".png"), points.numpy(), panels, bounds=BOX)
+
+    def data_state(self) -> dict:
+        return {}
 
     def diagnose(self, model, tensors, batch_size: int, device) -> dict:
         """Stability numbers at the flow's own draws (there are no data points)."""
