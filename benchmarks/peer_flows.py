@@ -4,7 +4,9 @@
 
 Models (each library's own layers, composed as that library composes them):
 - MAF: affine MADE steps (Papamakarios et al. 2017), order reversed between steps.
-- NSF coupling: rational-quadratic spline couplings (Durkan et al. 2019, eqs. 4-8), halves alternating.
+- NSF coupling: rational-quadratic spline couplings (Durkan et al. 2019, eqs. 4-8): flowforge and
+  zuko transform the second half given the first, the order reversed between couplings; nflows
+  alternates even / odd features (its usual mask), no permutation.
 - NSF autoregressive: rational-quadratic splines conditioned by a MADE (Durkan et al. 2019, section 3.2).
 flowforge: `MAFStep` / `SplineCoupling` / `SplineAutoregressive` + `ReversePermutation` in a
 `flowforge.Flow` over `StandardNormal`; zuko: `zuko.flows.MAF` / `NSF(passes=2)` / `NSF`;
@@ -49,7 +51,7 @@ import flowforge
 from flowforge.bijections import Chain, ReversePermutation
 from flowforge.bijections.autoregressive import MAFStep
 from flowforge.bijections.spline_autoregressive import SplineAutoregressive
-from flowforge.bijections.spline_coupling import SplineCoupling
+from flowforge.bijections.spline_coupling import SplineCoupling, half_mask
 from flowforge.data.digits import load_digits_splits
 from flowforge.data.toy2d import load_toy_splits, sample_toy
 from flowforge.distributions import StandardNormal
@@ -124,11 +126,11 @@ def build_flowforge(model: str, dim: int, ctx: int, hidden: int, layers: int):
         elif model == "nsf-ar":
             steps.append(SplineAutoregressive(dim, [hidden, hidden], bins=BINS, bound=BOUND, context_dim=ctx,
                                               activation="relu"))
-        else:
-            mask = _masks(dim, layers)[i]
+        else:  # flowforge's `nsf` scheme (models/nsf.py), zuko's too: one half mask, reversed between couplings
+            mask = half_mask(dim)
             n_in, n_out = int(mask.sum()) + ctx, int((1 - mask).sum()) * (3 * BINS - 1)
             steps.append(SplineCoupling(mask, MLP(n_in, n_out, hidden), bins=BINS, bound=BOUND, context_dim=ctx))
-        if model != "nsf-coupling" and i < layers - 1:
+        if i < layers - 1:
             steps.append(ReversePermutation(dim))
     flow = flowforge.Flow(Chain(steps), StandardNormal((dim,)))
     return lambda x, c: flow.log_prob(x, c), flow

@@ -50,12 +50,11 @@ def params_per_dim(bins: int) -> int:
 def _knot_positions(unnormalized: Tensor, bound: float, min_size: float) -> Tensor:
     """K + 1 knot positions on [-bound, bound], the end knots exactly at +-bound."""
     bins = unnormalized.shape[-1]
-    sizes = min_size + (1 - min_size * bins) * torch.softmax(unnormalized, dim=-1)
-    knots = F.pad(torch.cumsum(sizes, dim=-1), (1, 0))
-    knots = 2 * bound * knots - bound
-    # the cumulative sum ends at 1 only up to round-off: pin both ends
-    return torch.cat([torch.full_like(knots[..., :1], -bound), knots[..., 1:-1],
-                      torch.full_like(knots[..., :1], bound)], dim=-1)
+    # interior knots from the first K - 1 cumulative sizes; the cumulative sum of all K ends at 1
+    # only up to round-off, so the end knots are set to exactly +-bound instead
+    sizes = (min_size + (1 - min_size * bins) * torch.softmax(unnormalized, dim=-1))[..., :-1]
+    interior = torch.cumsum(sizes, dim=-1).mul(2 * bound).sub(bound)
+    return F.pad(F.pad(interior, (1, 0), value=-bound), (0, 1), value=bound)
 
 
 def spline_knots(unnormalized_widths: Tensor, unnormalized_heights: Tensor, unnormalized_derivatives: Tensor,
@@ -81,13 +80,10 @@ def spline_knots(unnormalized_widths: Tensor, unnormalized_heights: Tensor, unno
 
 
 def _bin_index(knots: Tensor, values: Tensor) -> Tensor:
-    """Index k (shape S + (1,)) of the bin [knots_k, knots_{k+1}) holding each value of shape S; a
-    value on the last knot belongs to the last bin (the eps on that knot), one on an interior knot
-    to the bin it starts."""
-    edges = knots.clone()
-    edges[..., -1] += 1e-6
-    index = torch.searchsorted(edges.contiguous(), values[..., None].contiguous(), right=True) - 1
-    return index.clamp(0, knots.shape[-1] - 2)
+    """Index k (shape S + (1,)) of the bin [knots_k, knots_{k+1}) holding each value of shape S in
+    [knots_0, knots_K]: the number of interior knots <= the value, so a value on an interior knot
+    belongs to the bin it starts and one on the last knot to the last bin."""
+    return torch.searchsorted(knots[..., 1:-1].contiguous(), values[..., None].contiguous(), right=True)
 
 
 def rational_quadratic_spline(inputs: Tensor, unnormalized_widths: Tensor, unnormalized_heights: Tensor,
@@ -113,12 +109,11 @@ def rational_quadratic_spline(inputs: Tensor, unnormalized_widths: Tensor, unnor
     clamped = inputs.clamp(-bound, bound)
     k = _bin_index(knots_y if inverse else knots_x, clamped)  # shape S + (1,)
 
-    def gather(t: Tensor, offset: int = 0) -> Tensor:
-        return t.gather(-1, k + offset)[..., 0]
-
-    x_k, width = gather(knots_x), gather(knots_x, 1) - gather(knots_x)
-    y_k, height = gather(knots_y), gather(knots_y, 1) - gather(knots_y)
-    d_k, d_k1 = gather(derivatives), gather(derivatives, 1)
+    # one gather of (x, y, d) at knots k and k + 1 instead of six
+    knots = torch.stack([knots_x, knots_y, derivatives], dim=-2)  # S + (3, K + 1)
+    at = knots.gather(-1, torch.cat([k, k + 1], dim=-1)[..., None, :].expand(*k.shape[:-1], 3, 2))
+    (x_k, x_k1), (y_k, y_k1), (d_k, d_k1) = (at[..., i, :].unbind(-1) for i in range(3))
+    width, height = x_k1 - x_k, y_k1 - y_k
     slope = height / width
     delta = d_k1 + d_k - 2 * slope
 
@@ -137,13 +132,14 @@ def rational_quadratic_spline(inputs: Tensor, unnormalized_widths: Tensor, unnor
         # value in the bin, where the log-derivative below belongs, and the gradient unchanged
         xi = xi - (xi - xi.clamp(0, 1)).detach()
         outputs = xi * width + x_k
+        xi_1mxi = xi * (1 - xi)
+        denominator = slope + delta * xi_1mxi
     else:
         xi = (clamped - x_k) / width
         xi_1mxi = xi * (1 - xi)
-        outputs = y_k + height * (slope * xi.pow(2) + d_k * xi_1mxi) / (slope + delta * xi_1mxi)
+        denominator = slope + delta * xi_1mxi
+        outputs = y_k + height * (slope * xi.pow(2) + d_k * xi_1mxi) / denominator
 
-    xi_1mxi = xi * (1 - xi)
-    denominator = slope + delta * xi_1mxi
     numerator = slope.pow(2) * (d_k1 * xi.pow(2) + 2 * slope * xi_1mxi + d_k * (1 - xi).pow(2))
     log_derivative = numerator.log() - 2 * denominator.log()
     if inverse:
