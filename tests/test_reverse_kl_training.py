@@ -79,3 +79,13 @@ def test_mismatched_objective_and_data_are_refused_in_one_line(tmp_path, capsys,
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not (run / "checkpoints").exists()
+
+
+def test_torchrun_training_refuses_a_reverse_kl_fit_and_a_classifier(tmp_path):
+    from flowforge.errors import ConfigError
+    from flowforge.runs.distributed_trainer import DistributedTrainer
+
+    with pytest.raises(ConfigError, match="one process"):
+        DistributedTrainer(_config("energy-u1", "train.max_steps=2"), tmp_path / "a", progress=False)
+    with pytest.raises(ConfigError, match="one process"):
+        DistributedTrainer(load_config(CONFIGS / "inn-classifier.toml"), tmp_path / "b", progress=False)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import torch
 
+from flowforge.errors import ConfigError
+from flowforge.models.registry import model_class
 from flowforge.runs.config import RunConfig
 from flowforge.runs.trainer import Trainer, _seeded
 from flowforge.training.distributed import (
@@ -25,6 +27,9 @@ class DistributedTrainer(Trainer):
 
     def __init__(self, cfg: RunConfig, run_dir: str | Path, data_dir: str | None = None, progress: bool = True,
                  info: DistInfo | None = None, device: torch.device | None = None):
+        if cfg.train.objective != "likelihood" or getattr(model_class(cfg.model.name), "is_classifier", False):
+            raise ConfigError("torchrun training is maximum likelihood on images: train a classifier or a "
+                              "reverse-KL fit in one process (flowforge train without torchrun)")
         if info is None:
             info, device = init_from_env(cfg.train.device)
         self.info, self._rank_device = info, device
