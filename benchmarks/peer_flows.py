@@ -273,6 +273,7 @@ def main(argv=None) -> int:
     p.add_argument("--sets", default="two-moons,checkerboard,digits,rotated-moons")
     p.add_argument("--models", default=",".join(MODELS))
     p.add_argument("--out", help="write the table (markdown) here too")
+    p.add_argument("--seed", type=int, default=0, help="initialisation and batch order of every library")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     sets = args.sets.split(",")
@@ -292,7 +293,7 @@ def main(argv=None) -> int:
         if args.quick:
             steps, rounds = 20, 2
         for model in args.models.split(","):
-            res = compare(name, data[name], model, hidden, layers, steps, rounds, batch)
+            res = compare(name, data[name], model, hidden, layers, steps, rounds, batch, seed=args.seed)
             ff = res["flowforge"]["times"]
             for lib, r in res.items():
                 ratio = "1" if lib == "flowforge" else _ratio(r["times"], ff)

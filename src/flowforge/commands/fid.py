@@ -23,11 +23,13 @@ def train_features(args) -> int:
 def fid(args) -> int:
     import json
 
+    from flowforge.commands.context_runs import refuse_context_run
     from flowforge.data.images import load_image_split
     from flowforge.evaluation.fid import fid_of_sampler, sampler_for
     from flowforge.evaluation.fid_features import inception_extractor, inception_weights_path, load_feature_network
     from flowforge.runs.run_dir import load_trained, read_run_config, select_device
 
+    refuse_context_run(args.run_dir, "fid")
     if args.inception_weights and args.features:
         raise FlowforgeError("fid: give --features DIR or --inception-weights PATH, not both")
     weights = inception_weights_path(args.inception_weights) if not args.features else None

@@ -73,6 +73,13 @@ def run(args) -> int:
             print(f"warning: {bad} of {args.n} samples are non-finite (NaN or inf)", file=sys.stderr)
         out = Path(args.out) if args.out else samples_dir / f"samples-T{args.temperature:g}{source.samples_suffix}"
         written += [source.save_points(points, out), source.write_samples(model, samples_dir / "density", args.temperature, gen)]
+    elif getattr(model, "context_dim", 0):  # the grid's contexts: the test split's context rows
+        if args.sweep or args.interpolate or args.class_edit or args.attribute:
+            raise FlowforgeError("--sweep, --interpolate, --class-edit and --attribute do not take context vectors "
+                                 "yet; a context-conditioned run samples its grid only")
+        out = Path(args.out) if args.out else samples_dir / f"samples-T{args.temperature:g}.png"
+        gen = torch.Generator(device=device).manual_seed(args.seed)
+        written.append(source.write_samples(model, out, args.temperature, gen, args.n))
     else:
         out = Path(args.out) if args.out else samples_dir / f"samples-T{args.temperature:g}.png"
         written.append(image_figures.sample_grid(model, out, args.n, args.temperature, args.seed))

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from flowforge.commands.context_runs import refuse_context_run
 from flowforge.commands.invocation import command_line
 
 
 def diagnose(args) -> int:
     from flowforge.runs.diagnose_run import diagnose_run
 
+    refuse_context_run(args.run_dir, "diagnose")
     out = args.out or str(Path(args.run_dir) / "diagnostics")
     r = diagnose_run(args.run_dir, split=args.split, examples=args.examples, out=out, ood=args.ood,
                      ood_examples=args.ood_examples, data_dir=args.data_dir, which=args.checkpoint, seed=args.seed,
@@ -25,6 +27,7 @@ def diagnose(args) -> int:
 def attack(args) -> int:
     from flowforge.runs.attack_run import attack_run
 
+    refuse_context_run(args.run_dir, "attack")
     out = args.out or str(Path(args.run_dir) / "attack")
     summary, _ = attack_run(args.run_dir, split=args.split, examples=args.examples, steps=args.steps,
                             step_size=args.step_size, out=out, seed=args.seed, data_dir=args.data_dir,

@@ -58,18 +58,21 @@ _FILES = {
 
 @dataclass(frozen=True)
 class ImageSplit:
-    """One split of an image set: ``images`` uint8 (N, C, H, W), ``labels`` int64 (N,)."""
+    """One split of an image set: ``images`` uint8 (N, C, H, W), ``labels`` int64 (N,) -- or, for
+    images of your own with a context file (user_images.py), float32 context rows (N, D)."""
 
     images: torch.Tensor
     labels: torch.Tensor
 
     def __post_init__(self) -> None:
-        if self.images.dim() != 4 or self.labels.dim() != 1 or self.images.shape[0] != self.labels.shape[0]:
+        contexts = self.labels.dim() == 2 and self.labels.dtype == torch.float32
+        if self.images.dim() != 4 or (self.labels.dim() != 1 and not contexts) \
+                or self.images.shape[0] != self.labels.shape[0]:
             raise ShapeError(
-                f"ImageSplit: expected images (N, C, H, W) and labels (N,), got "
+                f"ImageSplit: expected images (N, C, H, W) and labels (N,) or float contexts (N, D), got "
                 f"{tuple(self.images.shape)} and {tuple(self.labels.shape)}"
             )
-        if self.images.dtype != torch.uint8 or self.labels.dtype != torch.int64:
+        if self.images.dtype != torch.uint8 or (self.labels.dtype != torch.int64 and not contexts):
             raise ValueError(
                 f"ImageSplit: expected uint8 images and int64 labels, got {self.images.dtype} and {self.labels.dtype}"
             )

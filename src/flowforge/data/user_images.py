@@ -1,6 +1,9 @@
 """Images of your own: a `.npy` uint8 tensor (N, H, W) or (N, C, H, W), or a folder of PNG files
 (all of one size, grey or RGB), as uint8 (N, C, H, W) split into train / valid / test by the same
-seeded split as flat data (`user_arrays.split_rows`). There are no labels (all zero)."""
+seeded split as flat data (`user_arrays.split_rows`). There are no labels (all zero). An optional
+context file (data.context_path: a .npy float array (N,) or (N, D), one row per image in file
+order, folder files in name order) gives each image a context vector for a context-conditioned
+model (`model.context_dim = D`); it is used as given (no standardisation)."""
 
 from __future__ import annotations
 
@@ -71,10 +74,34 @@ def read_image_folder(path: str | Path) -> torch.Tensor:
     return torch.from_numpy(np.stack(images))
 
 
+def read_image_contexts(path: str | Path, n_images: int) -> torch.Tensor:
+    """float32 (N, D) context vectors from a .npy file of N finite numbers or N rows of D."""
+    path = Path(path).expanduser()
+    if path.suffix.lower() != ".npy" or not path.is_file():
+        raise DataError(f"{path}: data.context_path must be an existing .npy file of context vectors")
+    try:
+        a = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise DataError(f"{path}: not a readable .npy file ({err})") from None
+    if a.dtype.kind not in "fiu":
+        raise DataError(f"{path}: contexts must be numbers, got dtype {a.dtype}")
+    a = a.reshape(-1, 1) if a.ndim == 1 else a
+    if a.ndim != 2 or a.shape[1] == 0:
+        raise DataError(f"{path}: contexts have shape {a.shape}; expected (N,) or (N, D)")
+    if len(a) != n_images:
+        raise DataError(f"{path}: {len(a)} context rows for {n_images} images (one row per image)")
+    bad = int((~np.isfinite(a)).any(axis=1).sum())
+    if bad:
+        raise DataError(f"{path}: {bad} context rows hold NaN or infinite values")
+    return torch.from_numpy(a.astype(np.float32))
+
+
 def load_user_images(kind: str, path: str | Path, valid_fraction: float = 0.1, test_fraction: float = 0.1,
-                     seed: int = 0, n_bits: int = 8) -> dict[str, ImageSplit]:
-    """The split images (`kind` "image-array" or "image-folder"), reduced to n bits."""
+                     seed: int = 0, n_bits: int = 8, context_path: str | Path = "") -> dict[str, ImageSplit]:
+    """The split images (`kind` "image-array" or "image-folder"), reduced to n bits; with
+    `context_path`, each split's `labels` field holds its float context rows instead of zeros."""
     images = read_image_array(path) if kind == "image-array" else read_image_folder(path)
+    contexts = read_image_contexts(context_path, len(images)) if context_path else None
     rows = split_rows(len(images), valid_fraction, test_fraction, seed)
     out = {}
     for name in SPLIT_KEYS:
@@ -83,5 +110,6 @@ def load_user_images(kind: str, path: str | Path, valid_fraction: float = 0.1, t
             raise DataError(f"{path}: {len(images)} images leave the {name} split empty "
                             f"(data.valid_fraction = {valid_fraction}, data.test_fraction = {test_fraction})")
         x = images[idx]
-        out[name] = ImageSplit(x if n_bits == 8 else reduce_bits(x, n_bits), torch.zeros(len(x), dtype=torch.int64))
+        second = contexts[idx] if contexts is not None else torch.zeros(len(x), dtype=torch.int64)
+        out[name] = ImageSplit(x if n_bits == 8 else reduce_bits(x, n_bits), second)
     return out

@@ -36,7 +36,9 @@ def per_example_bpd(model, split: ImageSplit, batch_size: int = 500, samples: in
         for start in progress_bar(starts, desc=desc, disable=not progress, leave=False):
             images = split.images[start : start + batch_size].to(device)
             labels = split.labels[start : start + batch_size].to(device)
-            context = labels if getattr(model, "num_classes", 0) > 0 else None
+            # the labels of a class-conditional model, the context rows of a context-conditioned one
+            conditional = getattr(model, "num_classes", 0) > 0 or getattr(model, "context_dim", 0) > 0
+            context = labels if conditional else None
             draws = torch.stack([model.log_prob(model.prepare(images, generator), context) for _ in range(samples)])
             log_p = torch.logsumexp(draws.double(), dim=0) - math.log(samples)
             out.append(bits_per_dim(log_p, model.num_dims, model.n_bits).cpu())

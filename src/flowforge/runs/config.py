@@ -34,6 +34,7 @@ class DataConfig:
     path: str = ""
     columns: tuple = ()
     context_columns: tuple = ()
+    context_path: str = ""  # image-array / image-folder: a .npy of context vectors, one row per image
     valid_fraction: float = 0.1
     test_fraction: float = 0.1
     split_seed: int = 0

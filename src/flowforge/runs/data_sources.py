@@ -7,7 +7,8 @@
   rows and, with context columns, `(x, context)` batches; the standardisation is fitted on the
   training split, saved with the run (`data_state`) and used again by `eval` and `sample`, whose
   points are written back in the file's units.
-- `UserImageSource` ("image-array", "image-folder"): uint8 images of your own, no labels.
+- `UserImageSource` ("image-array", "image-folder"): uint8 images of your own, no labels; with
+  `data.context_path`, `(images, context)` batches for a context-conditioned Glow / RealNVP.
 - `EnergySource` (runs/energy_source.py; "energy-u1" ... "energy-u4"): no examples, an unnormalised
   2-D density fitted by reverse KL; metric the negative ELBO on fresh draws.
 - `ClassifierSource` (an image classifier such as the INN classifier): the image data; metric
@@ -59,12 +60,14 @@ class ImageSource:
     def __init__(self, cfg: RunConfig, data_dir: str | None = None):
         self.cfg, self.data_dir = cfg, data_dir or cfg.data.data_dir or None
         self._splits: dict[str, ImageSplit] = {}
+        self._check_context_dim(cfg)
+
+    def _check_context_dim(self, cfg: RunConfig) -> None:
         context_dim = cfg.model.options.get("context_dim", 0)
         if context_dim:  # the batches are (images, labels): a label is no context vector
             raise ConfigError(f"model.context_dim = {context_dim}: the {cfg.data.dataset} data give images and "
-                              "labels, no context vectors (image data with a context are not wired into runs "
-                              f"yet); train a context-conditioned {cfg.model.name} from Python "
-                              "(docs/conditional-flows.md) or use model.num_classes for the labels")
+                              "labels, no context vectors; use model.num_classes for the labels, or images of "
+                              'your own (data.dataset = "image-array" / "image-folder") with data.context_path')
 
     def model_args(self) -> dict:
         return {"image_shape": image_shape(self.cfg.data.dataset), "n_bits": self.cfg.data.n_bits}
@@ -226,7 +229,11 @@ class UserArraySource(ArraySource):
 
 
 class UserImageSource(ImageSource):
-    """data.dataset = "image-array" or "image-folder": images of your own at data.path (no labels)."""
+    """data.dataset = "image-array" or "image-folder": images of your own at data.path (no labels),
+    and with data.context_path a context vector per image for a model with context_dim."""
+
+    def _check_context_dim(self, cfg: RunConfig) -> None:
+        pass  # checked against data.context_path once the images are read
 
     def __init__(self, cfg: RunConfig, data_dir: str | None = None, saved: dict | None = None):
         super().__init__(cfg, data_dir)
@@ -234,11 +241,21 @@ class UserImageSource(ImageSource):
         if not d.path:
             raise ConfigError(f"data.path: required for data.dataset = {d.dataset!r} "
                               f"({'a .npy file of uint8 images' if d.dataset == 'image-array' else 'a folder of PNG files'})")
-        self._splits = load_user_images(d.dataset, d.path, d.valid_fraction, d.test_fraction, d.split_seed, d.n_bits)
+        self._splits = load_user_images(d.dataset, d.path, d.valid_fraction, d.test_fraction, d.split_seed, d.n_bits,
+                                        d.context_path)
         shape = tuple(self._splits["train"].images.shape[1:])
         if saved and tuple(saved.get("image_shape", shape)) != shape:
             raise DataError(f"{d.path}: images are {shape}, but the run was trained on {tuple(saved['image_shape'])}")
         self.shape = shape
+        self.context_dim = self._splits["train"].labels.shape[1] if d.context_path else 0
+        wanted = cfg.model.options.get("context_dim", 0)
+        if self.context_dim and cfg.train.diagnose_every:
+            raise ConfigError("train.diagnose_every does not take context vectors yet: set it to 0 for a "
+                              "context-conditioned run")
+        if wanted != self.context_dim:
+            raise ConfigError(f"model.context_dim = {wanted}, but data.context_path "
+                              + (f"{d.context_path} holds {self.context_dim} values per image" if d.context_path
+                                 else "is not set (no contexts)"))
 
     def model_args(self) -> dict:
         return {"image_shape": self.shape, "n_bits": self.cfg.data.n_bits}
@@ -250,6 +267,26 @@ class UserImageSource(ImageSource):
 
     def data_state(self) -> dict:
         return {"image_shape": list(self.shape)}
+
+    def sample_contexts(self, n: int, device) -> torch.Tensor | None:
+        """Contexts for n samples: the test split's context rows, in order, repeated (None without)."""
+        if not self.context_dim:
+            return None
+        c = self._splits["test"].labels
+        return c[torch.arange(n) % len(c)].to(device)
+
+    @torch.no_grad()
+    def write_samples(self, model, path: Path, temperature: float, generator: torch.Generator, n: int = 64) -> Path:
+        if not self.context_dim:
+            return super().write_samples(model, path, temperature, generator, n)
+        from flowforge.viz.nonfinite import record, show
+
+        device = next(model.parameters()).device
+        x = model.sample(n, temperature=temperature, context=self.sample_contexts(n, device), generator=generator)
+        images, bad = show(x, model.n_bits)
+        out = save_image(images, path.with_suffix(".png"))
+        record(out, bad, n)
+        return out
 
 
 class ClassifierSource(ImageSource):
