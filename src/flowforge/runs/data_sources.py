@@ -94,10 +94,13 @@ class ImageSource:
                             seed=seed, device=device, progress=progress)
 
     @torch.no_grad()
+    def sample_contexts(self, model, n: int, device) -> torch.Tensor | None:
+        """The contexts of a sample grid: classes 0, 1, ... in turn for a class-conditional model."""
+        return torch.arange(n, device=device) % model.num_classes if getattr(model, "num_classes", 0) else None
+
     def write_samples(self, model, path: Path, temperature: float, generator: torch.Generator, n: int = 64) -> Path:
         device = next(model.parameters()).device
-        context = torch.arange(n, device=device) % model.num_classes if getattr(model, "num_classes", 0) else None
-        x = model.sample(n, temperature=temperature, context=context, generator=generator)
+        x = model.sample(n, temperature=temperature, context=self.sample_contexts(model, n, device), generator=generator)
         from flowforge.viz.nonfinite import record, show  # non-finite samples: marked and counted
 
         images, bad = show(x, model.n_bits)
@@ -268,25 +271,12 @@ class UserImageSource(ImageSource):
     def data_state(self) -> dict:
         return {"image_shape": list(self.shape)}
 
-    def sample_contexts(self, n: int, device) -> torch.Tensor | None:
-        """Contexts for n samples: the test split's context rows, in order, repeated (None without)."""
+    def sample_contexts(self, model, n: int, device) -> torch.Tensor | None:
+        """The test split's context rows, in order, repeated (None without a context file)."""
         if not self.context_dim:
             return None
         c = self._splits["test"].labels
         return c[torch.arange(n) % len(c)].to(device)
-
-    @torch.no_grad()
-    def write_samples(self, model, path: Path, temperature: float, generator: torch.Generator, n: int = 64) -> Path:
-        if not self.context_dim:
-            return super().write_samples(model, path, temperature, generator, n)
-        from flowforge.viz.nonfinite import record, show
-
-        device = next(model.parameters()).device
-        x = model.sample(n, temperature=temperature, context=self.sample_contexts(n, device), generator=generator)
-        images, bad = show(x, model.n_bits)
-        out = save_image(images, path.with_suffix(".png"))
-        record(out, bad, n)
-        return out
 
 
 class ClassifierSource(ImageSource):

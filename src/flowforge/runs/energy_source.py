@@ -69,7 +69,7 @@ class EnergySource(PointSamples):
         """Negative ELBO over len(tensors[0]) fresh draws (seeded by the split); non-finite draws are refused."""
         n = len(tensors[0])
         model.eval()
-        split = "test" if "test" in what else "valid"
+        split = "test" if " test split" in what else "valid"  # pipeline.py: "RUN test split[ (first N)]"
         gen = torch.Generator(device=device).manual_seed(SPLIT_SEEDS[split] * 1_000_003 + seed)
         values = []
         for start in progress_bar(range(0, n, batch_size), desc=what, disable=not progress, leave=False):
