@@ -28,10 +28,11 @@ from flowforge.training.speed import SpeedOptions
 
 # first-step cost of compiling (seconds) and a nominal training-step time used when a run has
 # only a step budget; both per device type, both rough. CPU: regional compile-flow of the K=16,
-# hidden-256 Glow measured 41 s cold and 4 s with a warm compile cache on an idle core, 427 s cold
-# at load ~12 (docs/results.md, "compile cost"); 60 s keeps an 8-minute demo eager, where the
-# 10-40 % per-step saving could not repay a slow compile
-COMPILE_COST_S = {"cpu": 60.0, "cuda": 60.0}
+# hidden-256 Glow measured 41 s cold on an idle AVX512-BF16 EPYC core and 106 s on an idle AMX
+# Xeon (most of it inductor's C++ builds), 4 s with a warm compile cache, 427 s cold at load ~12
+# (docs/results.md, "compile cost"); the slower idle figure, since compile-flow saves only ~5-40 %
+# of a step: a run compiles only when it is at least REPAY_FACTOR x this long
+COMPILE_COST_S = {"cpu": 110.0, "cuda": 60.0}
 NOMINAL_STEP_S = {"cpu": 0.25, "cuda": 0.02}
 REPAY_FACTOR = 10.0  # compiling saves ~10-40 % of a step: repaid well within 10x its cost
 
