@@ -34,7 +34,7 @@ from flowforge.training.speed import SpeedOptions
 # of a step: a run compiles only when it is at least REPAY_FACTOR x this long
 COMPILE_COST_S = {"cpu": 110.0, "cuda": 60.0}
 NOMINAL_STEP_S = {"cpu": 0.25, "cuda": 0.02}
-REPAY_FACTOR = 10.0  # compiling saves ~10-40 % of a step: repaid well within 10x its cost
+REPAY_FACTOR = 10.0  # compiling saves ~5-40 % of a step: repaid well within 10x its cost
 
 
 @dataclass(frozen=True)
