@@ -20,6 +20,7 @@ from flowforge.bijections import Chain, ReversePermutation
 from flowforge.bijections.autoregressive import MAFStep
 from flowforge.bijections.elementwise import BatchNormFlow, Logit
 from flowforge.errors import ShapeError
+from flowforge.models import create
 from flowforge.nets.made import MADE
 from flowforge.objectives.bits_per_dim import bits_per_dim
 
@@ -136,6 +137,31 @@ def test_fresh_maf_step_is_identity():
     torch.testing.assert_close(ld, torch.zeros(5), rtol=0, atol=0)
 
 
+def test_maf_step_from_a_checkpoint_of_before_keeps_the_shift_before_the_scale():
+    """A state dict without `shift_after_scale` (written before the shift moved after the scale)
+    loads, through `load_state_dict` and through a model's `upgrade_state_dict`, as the paper's form
+    z = (x - mu) exp(-alpha); inverse exact; saved again, it keeps that form."""
+    step = MAFStep(3, [8])
+    perturb(step, seed=4)
+    old = {k: v for k, v in step.state_dict().items() if k != "shift_after_scale"}
+    loaded = MAFStep(3, [8])
+    loaded.load_state_dict(old)
+    x = torch.randn(4, 3)
+    with torch.no_grad():
+        z, ld = loaded(x)
+        mu, alpha = loaded._shift_log_scale(x, None)
+        x_back, ld_inv = loaded.inverse(z)
+    torch.testing.assert_close(z, (x - mu) * torch.exp(-alpha))
+    torch.testing.assert_close(x_back, x, rtol=0, atol=1e-5)
+    torch.testing.assert_close(ld + ld_inv, torch.zeros(4), rtol=0, atol=1e-5)
+    assert not bool(loaded.state_dict()["shift_after_scale"])
+    model = create("maf", dim=3, layers=1, hidden=[8], batch_norm=False)
+    state = {k: v for k, v in model.state_dict().items() if not k.endswith("shift_after_scale")}
+    upgraded = model.upgrade_state_dict(state)
+    assert not any(bool(v) for k, v in upgraded.items() if k.endswith("shift_after_scale"))
+    assert set(upgraded) == set(model.state_dict())
+
+
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 @pytest.mark.parametrize("dim", [1, 2, 5])
 def test_maf_jacobian_is_triangular_and_inverse_exact(dim, reverse):
@@ -149,7 +175,7 @@ def test_maf_jacobian_is_triangular_and_inverse_exact(dim, reverse):
         mu, alpha = step._shift_log_scale(x, None)
     assert (x_back - x).abs().max() < 1e-12
     torch.testing.assert_close(ld + ld_inv, torch.zeros(3, dtype=F64), rtol=0, atol=1e-12)
-    torch.testing.assert_close(z, (x - mu) * torch.exp(-alpha), rtol=0, atol=1e-14)
+    torch.testing.assert_close(z, x * torch.exp(-alpha) + mu, rtol=0, atol=1e-14)
     for i in range(3):
         jac = jacobian(lambda u: step(u.view(1, dim))[0][0], x[i])
         # z_i depends on x_i and the x_j earlier in the order: lower (forward) / upper (reverse)

@@ -25,7 +25,12 @@ from flowforge.bijections import (
     SplineCoupling,
 )
 from flowforge.bijections.masked_coupling import alternating_mask
-from flowforge.bijections.rational_quadratic import params_per_dim, rational_quadratic_spline, spline_knots
+from flowforge.bijections.rational_quadratic import (
+    params_per_dim,
+    rational_quadratic_spline,
+    rational_quadratic_spline_params_first,
+    spline_knots,
+)
 from flowforge.bijections.spline_coupling import half_mask
 from flowforge.errors import ShapeError
 from flowforge.nets.mlp import MLP
@@ -184,6 +189,26 @@ def test_spline_rejects_bad_parameter_shapes():
     with pytest.raises(ValueError, match="too large"):
         rational_quadratic_spline(x, torch.zeros(2, 3, 4), torch.zeros(2, 3, 4), torch.zeros(2, 3, 3),
                                   min_bin_width=0.3)
+
+
+def test_params_first_layout_is_the_same_spline():
+    """The layers' entry point (raw numbers first, (3K - 1,) + S) against the (..., K) one, on a
+    batch with two spline dimensions, both directions; a raw tensor of the wrong shape is refused."""
+    gen = torch.Generator().manual_seed(5)
+    bins, shape = 6, (4, 3, 5)
+    raw = 2 * torch.randn(params_per_dim(bins), *shape, generator=gen, dtype=F64)
+    values = (BOUND + 1) * (2 * torch.rand(*shape, generator=gen, dtype=F64) - 1)
+    last = raw.movedim(0, -1)
+    for inverse in (False, True):
+        out, logdet = rational_quadratic_spline_params_first(values, raw, inverse, BOUND)
+        out_ref, logdet_ref = rational_quadratic_spline(values, last[..., :bins], last[..., bins:2 * bins],
+                                                        last[..., 2 * bins:], inverse, BOUND)
+        torch.testing.assert_close(out, out_ref, rtol=0, atol=0)
+        torch.testing.assert_close(logdet, logdet_ref, rtol=0, atol=0)
+    with pytest.raises(ShapeError, match=r"\(3K - 1,\) \+ \(4, 3, 5\)"):
+        rational_quadratic_spline_params_first(values, raw[:-1], False, BOUND)
+    with pytest.raises(ShapeError, match=r"\(3K - 1,\) \+ \(4, 3, 5\)"):
+        rational_quadratic_spline_params_first(values, raw[:, :2], False, BOUND)
 
 
 # --------------------------------------------------------------------------- layer structure

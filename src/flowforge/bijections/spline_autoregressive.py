@@ -24,7 +24,7 @@ from flowforge.bijections.rational_quadratic import (
     DEFAULT_MIN_BIN_WIDTH,
     DEFAULT_MIN_DERIVATIVE,
     params_per_dim,
-    rational_quadratic_spline,
+    rational_quadratic_spline_params_first,
 )
 from flowforge.errors import ShapeError
 from flowforge.nets.made import MADE
@@ -55,10 +55,8 @@ class SplineAutoregressive(Bijection):
         """The spline with the MADE's numbers for x, applied to `values`; head p of the MADE is the
         p-th raw number of every dimension."""
         h = self.made(x, context).to(x.dtype)
-        raw = h.view(x.shape[0], params_per_dim(self.bins), self.dim).transpose(1, 2)
-        k = self.bins
-        return rational_quadratic_spline(
-            values, raw[..., :k], raw[..., k:2 * k], raw[..., 2 * k:], inverse, self.bound, *self.minimums)
+        raw = h.view(x.shape[0], params_per_dim(self.bins), self.dim).transpose(0, 1)  # (3K - 1, B, dim)
+        return rational_quadratic_spline_params_first(values, raw, inverse, self.bound, *self.minimums)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         self._check(x, context)

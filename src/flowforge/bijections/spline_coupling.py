@@ -25,7 +25,7 @@ from flowforge.bijections.rational_quadratic import (
     DEFAULT_MIN_BIN_WIDTH,
     DEFAULT_MIN_DERIVATIVE,
     params_per_dim,
-    rational_quadratic_spline,
+    rational_quadratic_spline_params_first,
 )
 from flowforge.errors import ShapeError
 
@@ -89,21 +89,19 @@ class SplineCoupling(Bijection):
         return torch.cat([x_id, context], dim=1)
 
     def _spline_params(self, x_id: Tensor, context: Tensor | None) -> Tensor:
-        """The raw numbers as (B, d_tr, [H, W,] 3K - 1)."""
+        """The raw numbers as (3K - 1, B, d_tr, [H, W])."""
         h = self.net(self._conditioner_input(x_id, context)).to(x_id.dtype)
         n, p = len(self.transform_index), params_per_dim(self.bins)
         expected = (x_id.shape[0], n * p, *x_id.shape[2:])
         if tuple(h.shape) != expected:
             raise ShapeError(f"SplineCoupling: the conditioner must give {expected}, got {tuple(h.shape)}")
-        return h.view(h.shape[0], n, p, *h.shape[2:]).movedim(2, -1)
+        return h.view(h.shape[0], n, p, *h.shape[2:]).movedim(2, 0)
 
     def _transform(self, x: Tensor, context: Tensor | None, inverse: bool) -> tuple[Tensor, Tensor]:
         self._check(x)
         x_id, x_tr = x[:, self.identity_index], x[:, self.transform_index]
         raw = self._spline_params(x_id, context)
-        k = self.bins
-        y_tr, log_derivative = rational_quadratic_spline(
-            x_tr, raw[..., :k], raw[..., k:2 * k], raw[..., 2 * k:], inverse, self.bound, *self.minimums)
+        y_tr, log_derivative = rational_quadratic_spline_params_first(x_tr, raw, inverse, self.bound, *self.minimums)
         return x.index_copy(1, self.transform_index, y_tr), log_derivative.flatten(1).sum(1)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:

@@ -86,17 +86,22 @@ class FlowModel(nn.Module):
         (`load_run`: run directory -> trained model, supplied by the application). Default: none."""
 
     def upgrade_state_dict(self, state: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """`state` with the keys of earlier versions renamed (`LEGACY_KEYS`); current keys unchanged."""
-        if not self.LEGACY_KEYS:
-            return dict(state)
-        current = self.state_dict().keys()  # once: per key it made loading quadratic in the key count
-        if all(k in current for k in state):
-            return dict(state)
-        out = {}
-        for key, value in state.items():
-            for pattern, replacement in self.LEGACY_KEYS:
-                key = re.sub(pattern, replacement, key)
-            out[key] = value
+        """`state` with the keys of earlier versions renamed (`LEGACY_KEYS`), then completed by
+        each layer's own `upgrade_state(state, prefix)` (e.g. `MAFStep`); current keys unchanged."""
+        out = dict(state)
+        if self.LEGACY_KEYS:
+            current = self.state_dict().keys()  # once: per key it made loading quadratic in the key count
+            if not all(k in current for k in out):
+                renamed = {}
+                for key, value in out.items():
+                    for pattern, replacement in self.LEGACY_KEYS:
+                        key = re.sub(pattern, replacement, key)
+                    renamed[key] = value
+                out = renamed
+        for name, module in self.named_modules():
+            upgrade = getattr(module, "upgrade_state", None)
+            if upgrade is not None and module is not self:
+                upgrade(out, f"{name}.")
         return out
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
