@@ -6,9 +6,11 @@ Models (each library's own layers, composed as that library composes them):
 - MAF: affine MADE steps (Papamakarios et al. 2017), order reversed between steps.
 - NSF coupling: rational-quadratic spline couplings (Durkan et al. 2019, eqs. 4-8): flowforge and
   zuko transform the second half given the first, the order reversed between couplings; nflows
-  alternates even / odd features (its usual mask), no permutation.
+  alternates even / odd features (its usual mask), no permutation. zuko's first pass also gives
+  the conditioning half a spline of learned constants; flowforge's composition matches it with
+  an elementwise `RationalQuadraticSpline` before each coupling (`create("nsf", elementwise=True)`).
 - NSF autoregressive: rational-quadratic splines conditioned by a MADE (Durkan et al. 2019, section 3.2).
-flowforge: `MAFStep` / `SplineCoupling` / `SplineAutoregressive` + `ReversePermutation` in a
+flowforge: `MAFStep` / `RationalQuadraticSpline` + `SplineCoupling` / `SplineAutoregressive` + `ReversePermutation` in a
 `flowforge.Flow` over `StandardNormal`; zuko: `zuko.flows.MAF` / `NSF(passes=2)` / `NSF`;
 nflows: `MaskedAffineAutoregressiveTransform` / `PiecewiseRationalQuadraticCouplingTransform` /
 `MaskedPiecewiseRationalQuadraticAutoregressiveTransform` with `ReversePermutation`. Every spline
@@ -48,7 +50,7 @@ import torch
 from torch import nn
 
 import flowforge
-from flowforge.bijections import Chain, ReversePermutation
+from flowforge.bijections import Chain, RationalQuadraticSpline, ReversePermutation
 from flowforge.bijections.autoregressive import MAFStep
 from flowforge.bijections.spline_autoregressive import SplineAutoregressive
 from flowforge.bijections.spline_coupling import SplineCoupling, half_mask
@@ -129,6 +131,7 @@ def build_flowforge(model: str, dim: int, ctx: int, hidden: int, layers: int):
         else:  # flowforge's `nsf` scheme (models/nsf.py), zuko's too: one half mask, reversed between couplings
             mask = half_mask(dim)
             n_in, n_out = int(mask.sum()) + ctx, int((1 - mask).sum()) * (3 * BINS - 1)
+            steps.append(RationalQuadraticSpline(dim, bins=BINS, bound=BOUND))
             steps.append(SplineCoupling(mask, MLP(n_in, n_out, hidden), bins=BINS, bound=BOUND, context_dim=ctx))
         if i < layers - 1:
             steps.append(ReversePermutation(dim))

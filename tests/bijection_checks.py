@@ -30,6 +30,7 @@ class LayerCase:
     make: Callable[[], Bijection]
     shape: tuple[int, ...]
     context_dim: int = 0
+    passes_context: bool = False  # no conditioner (actnorm-like): the same map for every context
     noise: float = 0.2  # std of the seeded parameter noise
     input_std: float = 2.0
     atol: float = 1e-5  # float32 round trip, log-det sum, batch independence
@@ -168,7 +169,8 @@ def check_state_dict_round_trip(case: LayerCase) -> None:
 
 def check_context_handling(case: LayerCase) -> None:
     """A conditional layer's output depends on its context and it refuses to run without one;
-    an unconditional layer refuses a context instead of ignoring it."""
+    an unconditional layer refuses a context instead of ignoring it, unless it has no conditioner
+    at all (`passes_context`): then it is the same map with any context or none."""
     layer = build(case)
     x, context = inputs(case, BATCH, seed=8)
     with torch.no_grad():
@@ -181,6 +183,12 @@ def check_context_handling(case: LayerCase) -> None:
             for direction in ("forward", "inverse"):
                 with pytest.raises(ValueError):
                     getattr(layer, direction)(x)
+        elif case.passes_context:
+            for direction in ("forward", "inverse"):
+                out, logdet = getattr(layer, direction)(x)
+                out2, logdet2 = getattr(layer, direction)(x, context=torch.randn(BATCH, 3))
+                torch.testing.assert_close(out, out2, rtol=0, atol=0)
+                torch.testing.assert_close(logdet, logdet2, rtol=0, atol=0)
         else:
             for direction in ("forward", "inverse"):
                 with pytest.raises(ValueError, match="context"):

@@ -6,7 +6,7 @@ trip sum to zero). An optional keyword ``context`` carries conditioning.
 
 Context rule (docs/conditional-flows.md): a layer whose conditioner reads a context uses it; a
 layer with a conditioner built without one refuses one (`refuse_context`); layers with no
-conditioner at all (permutations, actnorm, batch norm, squeeze) are the same map for every
+conditioner at all (permutations, actnorm, batch norm, squeeze, the elementwise spline) are the same map for every
 context and let it pass, so a `Chain` can hand the context to every layer.
 """
 

@@ -194,7 +194,8 @@ def rational_quadratic_spline_params_first(inputs: Tensor, raw: Tensor, inverse:
 class RationalQuadraticSpline(Bijection):
     """An unconditional elementwise spline on (B, *shape) inputs: its own learned raw widths,
     heights and derivatives per element (zero at initialisation: the identity).
-    log|det| = sum of the elementwise log-derivatives."""
+    log|det| = sum of the elementwise log-derivatives. It has no conditioner, so, like actnorm, it
+    is the same map for every context and lets a chain's context pass (bijections/base.py)."""
 
     def __init__(self, shape: int | tuple[int, ...], bins: int = 8, bound: float = 3.0,
                  min_bin_width: float = DEFAULT_MIN_BIN_WIDTH, min_bin_height: float = DEFAULT_MIN_BIN_HEIGHT,
@@ -207,9 +208,7 @@ class RationalQuadraticSpline(Bijection):
         self.minimums = (min_bin_width, min_bin_height, min_derivative)
         self.unnormalized = nn.Parameter(torch.zeros(*self.shape, params_per_dim(bins)))
 
-    def _transform(self, x: Tensor, context: Tensor | None, inverse: bool) -> tuple[Tensor, Tensor]:
-        if context is not None:
-            raise ValueError("RationalQuadraticSpline takes no context (it was built unconditional)")
+    def _transform(self, x: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
         if tuple(x.shape[1:]) != self.shape:
             raise ShapeError(f"RationalQuadraticSpline expects (B, {', '.join(map(str, self.shape))}), "
                              f"got {tuple(x.shape)}")
@@ -218,7 +217,7 @@ class RationalQuadraticSpline(Bijection):
         return y, log_derivative.flatten(1).sum(1)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        return self._transform(x, context, inverse=False)
+        return self._transform(x, inverse=False)
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        return self._transform(z, context, inverse=True)
+        return self._transform(z, inverse=True)

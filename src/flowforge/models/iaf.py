@@ -3,8 +3,9 @@ Autoregressive Flow", section 4, eqs. 10-11): the MAF step used in the sampling 
 (Papamakarios et al. 2017, section 3.2 on the MAF / IAF duality).
 
 Each step is `Inverse(MAFStep)`: sampling (latent -> data) is the MAF step's one-pass forward,
-    x = (z - mu(z)) * exp(-alpha(z)),   mu, alpha autoregressive in z (a MADE),
-which is IAF's  x = z * sigma(z) + m(z)  with sigma = exp(-alpha), m = -mu exp(-alpha). So
+    x = z * exp(-alpha(z)) + mu(z),   mu, alpha autoregressive in z (a MADE),
+which is IAF's  x = z * sigma(z) + m(z)  with sigma = exp(-alpha), m = mu (a checkpoint from
+before the MAF step's shift moved after its scale keeps m = -mu exp(-alpha)). So
 `sample`, `rsample` and `sample_and_log_prob` (reverse-KL / variational inference) take one MADE
 pass per step, while `log_prob` of given data inverts each step in D passes. The order is reversed
 between steps; with ``context_dim > 0`` every MADE reads the context (and the base is conditional).
