@@ -7,10 +7,10 @@ Models (each library's own layers, composed as that library composes them):
 - NSF coupling: rational-quadratic spline couplings (Durkan et al. 2019, eqs. 4-8): flowforge and
   zuko transform the second half given the first, the order reversed between couplings; nflows
   alternates even / odd features (its usual mask), no permutation. zuko's first pass also gives
-  the conditioning half a spline of learned constants; flowforge's composition matches it with
-  an elementwise `RationalQuadraticSpline` before each coupling (`create("nsf", elementwise=True)`).
+  the conditioning half a spline of learned constants; flowforge's coupling does the same with
+  ``identity_spline=True`` (`create("nsf", elementwise=True)`).
 - NSF autoregressive: rational-quadratic splines conditioned by a MADE (Durkan et al. 2019, section 3.2).
-flowforge: `MAFStep` / `RationalQuadraticSpline` + `SplineCoupling` / `SplineAutoregressive` + `ReversePermutation` in a
+flowforge: `MAFStep` / `SplineCoupling` / `SplineAutoregressive` + `ReversePermutation` in a
 `flowforge.Flow` over `StandardNormal`; zuko: `zuko.flows.MAF` / `NSF(passes=2)` / `NSF`;
 nflows: `MaskedAffineAutoregressiveTransform` / `PiecewiseRationalQuadraticCouplingTransform` /
 `MaskedPiecewiseRationalQuadraticAutoregressiveTransform` with `ReversePermutation`. Every spline
@@ -50,7 +50,7 @@ import torch
 from torch import nn
 
 import flowforge
-from flowforge.bijections import Chain, RationalQuadraticSpline, ReversePermutation
+from flowforge.bijections import Chain, ReversePermutation
 from flowforge.bijections.autoregressive import MAFStep
 from flowforge.bijections.spline_autoregressive import SplineAutoregressive
 from flowforge.bijections.spline_coupling import SplineCoupling, half_mask
@@ -131,8 +131,8 @@ def build_flowforge(model: str, dim: int, ctx: int, hidden: int, layers: int):
         else:  # flowforge's `nsf` scheme (models/nsf.py), zuko's too: one half mask, reversed between couplings
             mask = half_mask(dim)
             n_in, n_out = int(mask.sum()) + ctx, int((1 - mask).sum()) * (3 * BINS - 1)
-            steps.append(RationalQuadraticSpline(dim, bins=BINS, bound=BOUND))
-            steps.append(SplineCoupling(mask, MLP(n_in, n_out, hidden), bins=BINS, bound=BOUND, context_dim=ctx))
+            steps.append(SplineCoupling(mask, MLP(n_in, n_out, hidden), bins=BINS, bound=BOUND, context_dim=ctx,
+                                        identity_spline=True))
         if i < layers - 1:
             steps.append(ReversePermutation(dim))
     flow = flowforge.Flow(Chain(steps), StandardNormal((dim,)))

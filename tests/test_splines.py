@@ -68,6 +68,12 @@ CASES = [
     LayerCase("coupling-image", lambda: SplineCoupling(half_mask(2), _conv, bins=4), (2, 3, 3)),
     LayerCase("coupling-image-context",
               lambda: SplineCoupling(half_mask(3), _conv, bins=4, context_dim=2), (3, 2, 2), context_dim=2),
+    LayerCase("coupling-identity-spline",
+              lambda: SplineCoupling(alternating_mask(5), _mlp, bins=6, identity_spline=True), (5,)),
+    LayerCase("coupling-identity-spline-context",
+              lambda: SplineCoupling(half_mask(4), _mlp, context_dim=2, identity_spline=True), (4,), context_dim=2),
+    LayerCase("coupling-identity-spline-image",
+              lambda: SplineCoupling(half_mask(3), _conv, bins=4, identity_spline=True), (3, 2, 2)),
     LayerCase("autoregressive", lambda: SplineAutoregressive(5, [16, 16], bins=6), (5,)),
     LayerCase("autoregressive-reverse-context",
               lambda: SplineAutoregressive(4, [12], reverse_order=True, context_dim=3), (4,), context_dim=3),
@@ -255,14 +261,15 @@ def test_coupling_checks_its_configuration():
 
 
 def test_nsf_with_elementwise_splines_transforms_the_conditioning_half_too():
-    """`nsf` with elementwise=True: an unconditional spline before each coupling, so with one
-    coupling the identity half is no longer copied (its Jacobian block is diagonal, not the unit
-    matrix); log-det against autograd in float64, inverse exact."""
+    """`nsf` with elementwise=True (the coupling's identity_spline): with one coupling the identity
+    half is no longer copied (its Jacobian block is diagonal, not the unit matrix) and the rest
+    still depends on it; log-det against autograd in float64, inverse exact."""
     from flowforge.models import create
 
     torch.manual_seed(0)
     flow = create("nsf", dim=4, layers=1, hidden=[8], bins=4, elementwise=True).double()
-    assert sum(isinstance(layer, RationalQuadraticSpline) for layer in flow.transform.layers) == 1
+    assert all(layer.identity_spline is not None for layer in flow.transform.layers
+               if isinstance(layer, SplineCoupling))
     with torch.no_grad():
         for p in flow.parameters():
             p.add_(0.3 * torch.randn_like(p))
@@ -272,6 +279,7 @@ def test_nsf_with_elementwise_splines_transforms_the_conditioning_half_too():
     identity = jac[:2, :2]
     assert torch.count_nonzero(identity - torch.diag(torch.diagonal(identity))) == 0
     assert not torch.allclose(torch.diagonal(identity), torch.ones(2, dtype=torch.float64))
+    assert torch.count_nonzero(jac[:2, 2:]) == 0 and torch.count_nonzero(jac[2:, :2]) > 0
     assert abs(torch.linalg.slogdet(jac)[1].item() - logdet[0].item()) < 1e-10
     back, _ = flow.transform.inverse(z)
     torch.testing.assert_close(back, x, rtol=0, atol=1e-10)

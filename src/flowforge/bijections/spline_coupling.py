@@ -10,6 +10,12 @@ conditioner network of x_id (with the context concatenated when ``context_dim > 
 
 (forward); the inverse applies the analytic inverse spline with the same numbers, since y_id = x_id.
 For images the context vector is broadcast over the positions and concatenated as channels.
+
+With ``identity_spline=True`` the identity part is transformed too, by a spline of learned
+constants (one set of 3K - 1 numbers per identity feature or channel, zero at first: the
+identity), y_id = RQS(x_id; theta), as zuko's two-pass NSF does. The conditioner still reads the
+untransformed x_id, so the forward pass evaluates both parts in one spline call; the inverse
+first inverts y_id, then reads the conditioner.
 """
 
 from __future__ import annotations
@@ -49,7 +55,8 @@ class SplineCoupling(Bijection):
 
     def __init__(self, mask: Tensor, net: nn.Module | NetFactory, bins: int = 8, bound: float = 3.0,
                  context_dim: int = 0, min_bin_width: float = DEFAULT_MIN_BIN_WIDTH,
-                 min_bin_height: float = DEFAULT_MIN_BIN_HEIGHT, min_derivative: float = DEFAULT_MIN_DERIVATIVE):
+                 min_bin_height: float = DEFAULT_MIN_BIN_HEIGHT, min_derivative: float = DEFAULT_MIN_DERIVATIVE,
+                 identity_spline: bool = False):
         super().__init__()
         mask = torch.as_tensor(mask).flatten() != 0
         if mask.all() or not mask.any():
@@ -67,6 +74,11 @@ class SplineCoupling(Bijection):
         n_in = len(self.identity_index) + context_dim
         n_out = len(self.transform_index) * params_per_dim(bins)
         self.net = net if isinstance(net, nn.Module) else net(n_in, n_out)
+        self.identity_spline = (nn.Parameter(torch.zeros(len(self.identity_index), params_per_dim(bins)))
+                                if identity_spline else None)
+        # features in the order (identity part, transformed part) -> the input order
+        order = torch.cat([self.identity_index, self.transform_index]).argsort()
+        self.register_buffer("_input_order", order, persistent=False)
 
     def _check(self, x: Tensor) -> None:
         if x.dim() not in (2, 4) or x.shape[1] != self.features:
@@ -97,12 +109,28 @@ class SplineCoupling(Bijection):
             raise ShapeError(f"SplineCoupling: the conditioner must give {expected}, got {tuple(h.shape)}")
         return h.view(h.shape[0], n, p, *h.shape[2:]).movedim(2, 0)
 
+    def _identity_params(self, x_id: Tensor) -> Tensor:
+        """The identity part's learned constants as (3K - 1,) + x_id's shape."""
+        raw = self.identity_spline.t().to(x_id.dtype)
+        return raw.view(*raw.shape, *([1] * (x_id.dim() - 2)))[:, None].expand(-1, *x_id.shape)
+
     def _transform(self, x: Tensor, context: Tensor | None, inverse: bool) -> tuple[Tensor, Tensor]:
         self._check(x)
         x_id, x_tr = x[:, self.identity_index], x[:, self.transform_index]
-        raw = self._spline_params(x_id, context)
-        y_tr, log_derivative = rational_quadratic_spline_params_first(x_tr, raw, inverse, self.bound, *self.minimums)
-        return x.index_copy(1, self.transform_index, y_tr), log_derivative.flatten(1).sum(1)
+        if self.identity_spline is None:
+            y_tr, log_derivative = self._spline(x_tr, self._spline_params(x_id, context), inverse)
+            return x.index_copy(1, self.transform_index, y_tr), log_derivative.flatten(1).sum(1)
+        if inverse:  # x_id first: the conditioner reads it
+            y_id, log_id = self._spline(x_id, self._identity_params(x_id), inverse)
+            y_tr, log_tr = self._spline(x_tr, self._spline_params(y_id, context), inverse)
+            y, log_derivative = torch.cat([y_id, y_tr], 1), torch.cat([log_id, log_tr], 1)
+        else:  # both parts in one spline call
+            raw = torch.cat([self._identity_params(x_id), self._spline_params(x_id, context)], 2)
+            y, log_derivative = self._spline(torch.cat([x_id, x_tr], 1), raw, inverse)
+        return y[:, self._input_order], log_derivative.flatten(1).sum(1)
+
+    def _spline(self, values: Tensor, raw: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
+        return rational_quadratic_spline_params_first(values, raw, inverse, self.bound, *self.minimums)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return self._transform(x, context, inverse=False)

@@ -9,11 +9,10 @@
   before 2026-12-02 did that; their checkpoints load with the masks they were trained with (the
   coupling's index buffers), so they give the densities they were trained to give. Conditioner: a ReLU MLP of the identity half,
   with the context concatenated when ``context_dim > 0``. With ``elementwise=True`` each coupling
-  is preceded by an unconditional elementwise spline on every feature (`RationalQuadraticSpline`,
-  (3K - 1) D parameters), so the conditioning half is transformed too, as in zuko's NSF, whose
-  first pass gives those features a spline of learned constants: 600 Adam steps of
-  benchmarks/peer_flows.py, 3 seeds, test NLL 2.049 against 2.062 nats on checkerboard; 2 seeds
-  on digits 53.1 against 54.3.
+  also transforms its conditioning half, by a spline of learned constants (`SplineCoupling`'s
+  ``identity_spline``), as zuko's two-pass NSF does: with 600 Adam steps of
+  benchmarks/peer_flows.py (3 seeds) test NLL 2.049 against 2.062 nats on checkerboard, and on
+  digits (2 seeds) 53.1 against 54.3.
 - `nsf-ar`: autoregressive rational-quadratic steps (section 3.2, autoregressive transform; a
   MADE conditioner, the MAF scheme), with the order reversed between steps.
 
@@ -27,7 +26,7 @@ from collections.abc import Sequence
 
 import torch
 
-from flowforge.bijections import Chain, RationalQuadraticSpline, ReversePermutation
+from flowforge.bijections import Chain, ReversePermutation
 from flowforge.bijections.spline_autoregressive import SplineAutoregressive
 from flowforge.bijections.spline_coupling import SplineCoupling, half_mask
 from flowforge.models.flat import FlatFlowModel
@@ -44,12 +43,10 @@ class NSF(FlatFlowModel):
         super().__init__(dim, context_dim, base)
         if dim < 2:
             raise ValueError("a coupling flow needs at least 2 dimensions; use nsf-ar for 1-D data")
-        self._spline = {"bins": bins, "bound": bound, "context_dim": context_dim}
+        self._spline = {"bins": bins, "bound": bound, "context_dim": context_dim, "identity_spline": elementwise}
         self._hidden = tuple(hidden)
         steps = []
         for i in range(layers):
-            if elementwise:
-                steps.append(RationalQuadraticSpline(dim, bins=bins, bound=bound))
             steps.append(self._coupling(half_mask(dim)))
             if i < layers - 1:
                 steps.append(ReversePermutation(dim))
