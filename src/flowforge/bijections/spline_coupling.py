@@ -74,11 +74,13 @@ class SplineCoupling(Bijection):
         n_in = len(self.identity_index) + context_dim
         n_out = len(self.transform_index) * params_per_dim(bins)
         self.net = net if isinstance(net, nn.Module) else net(n_in, n_out)
-        self.identity_spline = (nn.Parameter(torch.zeros(len(self.identity_index), params_per_dim(bins)))
+        # (3K - 1, d_id): the raw numbers first, as the spline takes them
+        self.identity_spline = (nn.Parameter(torch.zeros(params_per_dim(bins), len(self.identity_index)))
                                 if identity_spline else None)
         # features in the order (identity part, transformed part) -> the input order
         order = torch.cat([self.identity_index, self.transform_index]).argsort()
         self.register_buffer("_input_order", order, persistent=False)
+        self._identity_first = bool((order == torch.arange(len(order))).all())  # e.g. `half_mask`: no reordering
 
     def _check(self, x: Tensor) -> None:
         if x.dim() not in (2, 4) or x.shape[1] != self.features:
@@ -111,8 +113,9 @@ class SplineCoupling(Bijection):
 
     def _identity_params(self, x_id: Tensor) -> Tensor:
         """The identity part's learned constants as (3K - 1,) + x_id's shape."""
-        raw = self.identity_spline.t().to(x_id.dtype)
-        return raw.view(*raw.shape, *([1] * (x_id.dim() - 2)))[:, None].expand(-1, *x_id.shape)
+        raw = self.identity_spline
+        raw = raw.view(raw.shape[0], 1, raw.shape[1], *([1] * (x_id.dim() - 2))).expand(-1, *x_id.shape)
+        return raw if raw.dtype == x_id.dtype else raw.to(x_id.dtype)
 
     def _transform(self, x: Tensor, context: Tensor | None, inverse: bool) -> tuple[Tensor, Tensor]:
         self._check(x)
@@ -126,8 +129,9 @@ class SplineCoupling(Bijection):
             y, log_derivative = torch.cat([y_id, y_tr], 1), torch.cat([log_id, log_tr], 1)
         else:  # both parts in one spline call
             raw = torch.cat([self._identity_params(x_id), self._spline_params(x_id, context)], 2)
-            y, log_derivative = self._spline(torch.cat([x_id, x_tr], 1), raw, inverse)
-        return y[:, self._input_order], log_derivative.flatten(1).sum(1)
+            y, log_derivative = self._spline(x if self._identity_first else torch.cat([x_id, x_tr], 1), raw, inverse)
+        log_det = log_derivative.flatten(1).sum(1)
+        return (y, log_det) if self._identity_first else (y[:, self._input_order], log_det)
 
     def _spline(self, values: Tensor, raw: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
         return rational_quadratic_spline_params_first(values, raw, inverse, self.bound, *self.minimums)
