@@ -74,13 +74,14 @@ class SplineCoupling(Bijection):
         n_in = len(self.identity_index) + context_dim
         n_out = len(self.transform_index) * params_per_dim(bins)
         self.net = net if isinstance(net, nn.Module) else net(n_in, n_out)
-        # (3K - 1, d_id): the raw numbers first, as the spline takes them
-        self.identity_spline = (nn.Parameter(torch.zeros(params_per_dim(bins), len(self.identity_index)))
-                                if identity_spline else None)
-        # features in the order (identity part, transformed part) -> the input order
-        order = torch.cat([self.identity_index, self.transform_index]).argsort()
-        self.register_buffer("_input_order", order, persistent=False)
-        self._identity_first = bool((order == torch.arange(len(order))).all())  # e.g. `half_mask`: no reordering
+        self.identity_spline: nn.Parameter | None = None
+        if identity_spline:
+            # (3K - 1, d_id): the raw numbers first, as the spline takes them
+            self.identity_spline = nn.Parameter(torch.zeros(params_per_dim(bins), len(self.identity_index)))
+            # features in the order (identity part, transformed part) -> the input order
+            order = torch.cat([self.identity_index, self.transform_index]).argsort()
+            self.register_buffer("_input_order", order, persistent=False)
+            self._identity_first = bool((order == torch.arange(len(order))).all())  # `half_mask`: no reordering
 
     def _check(self, x: Tensor) -> None:
         if x.dim() not in (2, 4) or x.shape[1] != self.features:
