@@ -61,6 +61,9 @@ from flowforge.distributions import StandardNormal
 BINS, BOUND = 8, 5.0
 LIBS = ("flowforge", "zuko", "nflows")
 MODELS = ("maf", "nsf-coupling", "nsf-ar")
+# (hidden, layers, steps, rounds, batch) per set
+PLAN = {"digits": (64, 4, 600, 10, 128)}
+DEFAULT_PLAN = (64, 4, 600, 10, 256)
 
 
 # ------------------------------------------------------------------------------------------ data
@@ -280,9 +283,6 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     sets = args.sets.split(",")
-    # (hidden, layers, steps, rounds, batch) per set
-    plan = {"digits": (64, 4, 600, 10, 128)}
-    default = (64, 4, 600, 10, 256)
     lines = [f"CPU: {cpu_name()}, torch {torch.__version__} with {torch.get_num_threads()} thread; "
              f"zuko {_version('zuko')}, nflows {_version('nflows')}; command: `{' '.join(['python', *sys.argv])}`", ""]
     header = ("| set | model | library | hidden | parameters | test NLL (nats) ± s.e. | best valid (step) "
@@ -292,7 +292,7 @@ def main(argv=None) -> int:
     data = datasets(sets)
     t_start = time.perf_counter()
     for name in sets:
-        hidden, layers, steps, rounds, batch = plan.get(name, default)
+        hidden, layers, steps, rounds, batch = PLAN.get(name, DEFAULT_PLAN)
         if args.quick:
             steps, rounds = 20, 2
         for model in args.models.split(","):

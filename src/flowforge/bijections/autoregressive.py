@@ -9,8 +9,9 @@ of smaller degree (see `flowforge.nets.made`). Then
 The shift is added after the scaling, as zuko's MAF does; the MAF paper's own form
 z = (x - mu) * exp(-alpha) is the same family of maps, but couples the effective shift
 -mu * exp(-alpha) to the scale, and trained worse: with 600 Adam steps (the protocol of
-benchmarks/peer_flows.py, 3 seeds) test NLL 2.164 against 2.202 nats on checkerboard and 1.956
-against 1.989 on two-moons. A step loaded from a checkpoint written before this change (no
+benchmarks/peer_flows.py, 3 seeds, `benchmarks/flat_flow_variants.py`) test NLL 2.164 against
+2.202 nats on checkerboard and 1.956 against 1.989 on two-moons; `shift_after_scale=False` builds
+the paper's form. A step loaded from a checkpoint written before this change (no
 `shift_after_scale` entry) keeps the paper's form, so it gives its own densities.
 
 alpha is raw (unbounded), as in MAF and the LGF/CIF code (NOTES b.4: linear output, no
@@ -44,6 +45,7 @@ class MAFStep(Bijection):
         activation: str = "tanh",
         reverse_order: bool = False,
         context_dim: int = 0,
+        shift_after_scale: bool = True,
     ):
         super().__init__()
         self.dim = dim
@@ -55,9 +57,9 @@ class MAFStep(Bijection):
             order="reverse" if reverse_order else "forward",
             context_dim=context_dim,
         )
-        # True: z = x * exp(-alpha) + mu; False (checkpoints from before): z = (x - mu) * exp(-alpha)
-        self.register_buffer("shift_after_scale", torch.tensor(True))
-        self._shift_after_scale = True
+        # True: z = x * exp(-alpha) + mu; False (the paper's form, checkpoints from before): z = (x - mu) * exp(-alpha)
+        self.register_buffer("shift_after_scale", torch.tensor(shift_after_scale))
+        self._shift_after_scale = shift_after_scale
 
     def upgrade_state(self, state: dict[str, Tensor], prefix: str) -> None:
         """A state dict written before the shift moved after the scale has no `shift_after_scale`:
