@@ -10,6 +10,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from conftest import needs_mnist
 from flowforge.models.glow import Glow
 from flowforge.training.distributed import DistInfo, distributed_step, initialize_sharded, sharded_input, wrap
 
@@ -75,3 +76,38 @@ def test_two_processes_give_the_one_process_loss_and_weights(runs):
         torch.testing.assert_close(r0["final"][k], v, rtol=1e-5, atol=1e-5)
         assert torch.equal(r0["final"][k], r1["final"][k]), k
     assert single["losses"][2] != single["losses"][0]  # the updates moved the model
+
+
+TIMED = ["train.max_steps=1000000", "train.max_minutes=0.03", "train.batch_size=8", "train.init_batch=16",
+         "train.valid_examples=50", "train.eval_every=1000000", "train.checkpoint_every=1000000",
+         "train.sample_every=1000000", "train.log_every=5", "train.lr_schedule=\"cosine\""]
+
+
+def _timed_worker(rank: int, world: int, port: int, out_dir: str) -> None:
+    from conftest import CONFIGS
+    from flowforge.runs.config import load_config
+    from flowforge.runs.distributed_trainer import DistributedTrainer
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        cfg = load_config(CONFIGS / "tiny-mnist.toml", TIMED)
+        trainer = DistributedTrainer(cfg, f"{out_dir}/run", progress=False, info=DistInfo(rank, world, rank),
+                                     device=torch.device("cpu"))
+        trainer.fit()
+        lr = trainer.optimizer.param_groups[0]["lr"]
+        torch.save({"step": trainer.state.step, "elapsed": trainer.state.elapsed_seconds, "lr": lr},
+                   f"{out_dir}/timed-r{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@needs_mnist
+def test_ranks_stop_a_time_budget_at_the_same_step_with_the_same_rate(tmp_path):
+    """Each rank timing itself could start a step another rank skips (a hang in the all-reduce)
+    and give a budgeted cosine different rates: every rank counts rank 0's clock."""
+    mp.spawn(_timed_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"timed-r{r}.pt") for r in range(2))
+    assert r0["step"] > 1 and r0 == r1  # bit-identical clocks, steps and rates
+    assert r0["elapsed"] >= 0.03 * 60

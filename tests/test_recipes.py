@@ -64,6 +64,20 @@ def test_schedule_from_config_epochs_and_cosine_default() -> None:
     assert LRSchedule.from_train_config(cfg.train, 10).t_max == cfg.train.max_steps
 
 
+def test_cosine_over_a_time_budget_follows_the_larger_fraction() -> None:
+    ours = LRSchedule(1e-3, "cosine", t_max=1000, t_max_seconds=100.0, eta_min=1e-5)
+    assert ours.scheduled(0, 0.0) == pytest.approx(1e-3)
+    assert ours.scheduled(10, 50.0) == pytest.approx(1e-5 + (1e-3 - 1e-5) / 2)  # half the time, 1 % of the steps
+    assert ours.scheduled(500, 1.0) == pytest.approx(1e-5 + (1e-3 - 1e-5) / 2)  # half the steps, 1 % of the time
+    assert ours.scheduled(10, 100.0) == ours.scheduled(10, 500.0) == pytest.approx(1e-5)  # held once spent
+    timed = ["train.lr_schedule=\"cosine\"", "train.max_minutes=7.0"]
+    cfg = load_config(CONFIGS / "tiny-mnist.toml", timed)
+    assert LRSchedule.from_train_config(cfg.train, 10).t_max_seconds == 420.0
+    cfg = load_config(CONFIGS / "tiny-mnist.toml", [*timed, "train.lr_cosine_steps=300"])
+    schedule = LRSchedule.from_train_config(cfg.train, 10)
+    assert (schedule.t_max, schedule.t_max_seconds) == (300, 0.0)  # explicit steps: the clock plays no part
+
+
 @pytest.mark.parametrize("override, message", [
     ("train.lr_schedule=\"linear\"", "train.lr_schedule: expected one of"),
     ("train.lr_schedule=\"step\"", "needs train.lr_decay_steps or train.lr_decay_epochs"),

@@ -91,7 +91,7 @@ class TrainConfig:
     lr_decay_steps: tuple[int, ...] = ()  # "step": milestones in optimizer steps ...
     lr_decay_epochs: tuple[int, ...] = ()  # ... or in epochs (one of the two)
     lr_decay_factor: float = 0.1
-    lr_cosine_steps: int = 0  # "cosine": steps from lr down to lr_min; 0 = max_steps
+    lr_cosine_steps: int = 0  # "cosine": steps from lr down to lr_min; 0 = the budget (max_steps / max_minutes)
     lr_min: float = 0.0
 
     # "auto": the switches above chosen from the hardware and the run's length (training/speed_auto.py),

@@ -12,6 +12,8 @@ from flowforge.runs.config import RunConfig
 from flowforge.runs.trainer import Trainer, _seeded
 from flowforge.training.distributed import (
     DistInfo,
+    agreed_seconds,
+    cpu_group,
     distributed_step,
     init_from_env,
     initialize_sharded,
@@ -35,6 +37,7 @@ class DistributedTrainer(Trainer):
         self.info, self._rank_device = info, device
         super().__init__(cfg, rank_run_dir(Path(run_dir), info), data_dir, progress=progress and info.is_main)
         self.ddp = wrap(self.model, self.device)
+        self._clock_group = cpu_group() if info.world_size > 1 else None
 
     def device_for(self, cfg: RunConfig) -> torch.device:  # type: ignore[override]
         return self._rank_device
@@ -47,6 +50,11 @@ class DistributedTrainer(Trainer):
         init_gen = _seeded(self.cfg.train.seed, 3, device=self.device)
         initialize_sharded(self.model, self.train_data[0][idx], init_gen, self.info)
         self.ema.copy_from(self.model)
+
+    def _agreed_seconds(self, seconds: float) -> float:  # type: ignore[override]
+        # each rank's own clock would let one rank start a step of a time budget that another
+        # skips (a hang in the next all-reduce) and give a budgeted cosine different rates
+        return agreed_seconds(seconds, self.info, self._clock_group)
 
     def _train_step(self, step: int) -> dict | None:
         draw = step + self.state.draws_skipped  # a skipped step moves past its batch and noise

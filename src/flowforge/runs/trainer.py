@@ -277,9 +277,15 @@ class Trainer:
         patience = self.cfg.train.patience
         return patience > 0 and self.state.validations_since_best >= patience
 
+    def _agreed_seconds(self, seconds: float) -> float:
+        """The training time a step counts; the distributed trainer makes every rank count rank 0's,
+        so that all stop at the same step of a time budget and schedule the same rate."""
+        return seconds
+
     def _lr(self, step: int) -> float:
         # scheduled rate (constant: train.lr itself) x rollback scale x warm-up (training/schedules.py)
-        return self.schedule.scheduled(step) * self.state.lr_scale * self.schedule.warmup(step)
+        scheduled = self.schedule.scheduled(step, self.state.elapsed_seconds)
+        return scheduled * self.state.lr_scale * self.schedule.warmup(step)
 
     def _at_boundary(self, steps_done: int) -> bool:
         """The host reads metrics, validates, samples or saves after this many steps."""
@@ -380,7 +386,7 @@ class Trainer:
                 self._stop_if_interrupted(interrupts, log)
                 out = self._train_step(self.state.step)
                 now = time.perf_counter()
-                self.state.elapsed_seconds += now - clock
+                self.state.elapsed_seconds += self._agreed_seconds(now - clock)
                 clock = now
                 if out is None:
                     bad += 1

@@ -72,6 +72,21 @@ def global_mean(value: Tensor) -> Tensor:
     return value / dist.get_world_size()
 
 
+def cpu_group():
+    """A process group for small host-side agreements: the default group under gloo, a gloo group
+    beside NCCL (a CPU broadcast there waits on no CUDA stream). Every rank must call it."""
+    return None if dist.get_backend() == "gloo" else dist.new_group(backend="gloo")
+
+
+def agreed_seconds(seconds: float, info: DistInfo, group=None) -> float:
+    """Rank 0's `seconds` on every rank (one broadcast of a CPU float64 over `group`)."""
+    if info.world_size == 1:
+        return seconds
+    value = torch.tensor([seconds], dtype=torch.float64)
+    dist.broadcast(value, src=0, group=group)
+    return float(value)
+
+
 class BitsPerDimLoss(nn.Module):
     """Mean bits/dim of dequantised model-space images: the module DDP wraps."""
 
