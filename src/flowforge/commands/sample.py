@@ -42,6 +42,7 @@ def _check_args(args) -> None:
 
 
 def run(args) -> int:
+    from flowforge.data import CLASS_NAMES
     from flowforge.runs.data_sources import ImageSource, make_source
     from flowforge.runs.report import write_report
     from flowforge.runs.run_dir import RunPaths, load_trained, read_run_config, select_device
@@ -82,7 +83,8 @@ def run(args) -> int:
         written.append(source.write_samples(model, out, args.temperature, gen, args.n))
     else:
         out = Path(args.out) if args.out else samples_dir / f"samples-T{args.temperature:g}.png"
-        written.append(image_figures.sample_grid(model, out, args.n, args.temperature, args.seed))
+        written.append(image_figures.sample_grid(model, out, args.n, args.temperature, args.seed,
+                                                 CLASS_NAMES.get(cfg.data.dataset, ())))
         if args.sweep:
             written.append(image_figures.temperature_sweep(model, samples_dir / "temperature-sweep.png", args.seed))
         if args.interpolate:

@@ -44,12 +44,22 @@ def _cell_centres(model, images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def sample_grid(model, path: Path, n: int, temperature: float, seed: int) -> Path:
+def sample_grid(model, path: Path, n: int, temperature: float, seed: int,
+                class_names: tuple[str, ...] = ()) -> Path:
+    """n samples in rows of 8; a class-conditional model's grid has one row per class instead
+    (ceil(n / classes) samples each), labelled with `class_names` where given."""
     gen = torch.Generator(device=_device(model)).manual_seed(seed)
-    images, bad = show(model.sample(n, temperature, _labels(model, n), gen), model.n_bits)
-    out = save_image(images, path)
-    record(out, bad, n)
-    return out
+    classes = getattr(model, "num_classes", 0)
+    if not classes:
+        images, bad = show(model.sample(n, temperature, None, gen), model.n_bits)
+        out = save_image(images, path)
+        record(out, bad, n)
+        return out
+    per_row = -(-n // classes)
+    labels = torch.arange(classes, device=_device(model)).repeat_interleave(per_row)
+    frames = model.sample(len(labels), temperature, labels, gen).split(per_row)
+    names = [class_names[k] if k < len(class_names) else f"class {k}" for k in range(classes)]
+    return _save_rows(model, list(frames), path, names)
 
 
 @torch.no_grad()
