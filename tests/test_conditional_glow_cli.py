@@ -47,3 +47,12 @@ def test_diagnose_and_attack(conditional_run, tmp_path):
     assert main(["attack", str(conditional_run), "--examples", "4", "--steps", "5", "--out", str(attack_out),
                  *QUIET]) == 0
     assert json.loads((attack_out / "attack.json").read_text())["steps"] == 5
+
+
+@needs_mnist
+def test_eval_reports_the_marginal_with_the_conditional_beside(conditional_run, capsys):
+    assert main(["eval", str(conditional_run), "--split", "test", "--examples", "40", *QUIET]) == 0
+    out = capsys.readouterr().out
+    assert "the figure above is p(x), the equal-weight mixture over the labels" in out
+    result = json.loads((conditional_run / "eval-test-first40.json").read_text())
+    assert result["bpd"] <= result["bpd_given_label"] + 3.33 / 784

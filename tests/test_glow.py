@@ -256,10 +256,6 @@ def test_class_conditional_glow():
     assert 0.0 <= out["accuracy"].item() <= 1.0
     torch.testing.assert_close(out["loss"], out["bpd"] + model.y_weight * out["bits_y"])
 
-    with pytest.raises(ValueError, match="class-conditional.*context"):
-        model.sample(2, temperature=0.0)
-    with pytest.raises(ValueError, match="class-conditional.*context"):
-        model.log_prob(model_space(2))
     with pytest.raises(ShapeError, match=r"\(2,\)"):
         model.sample(2, temperature=0.0, context=torch.tensor([1, 2, 3]))
 
@@ -268,6 +264,35 @@ def test_class_conditional_glow():
         s = model.sample(3, temperature=0.0, context=torch.tensor([3, 3, 7]))
     torch.testing.assert_close(s[0], s[1], rtol=0, atol=0)
     assert (s[0] - s[2]).abs().max() > 1e-3
+
+
+def test_class_conditional_glow_without_labels_is_the_mixture_over_classes():
+    model = tiny_glow(num_classes=10).double()
+    perturb(model.top_prior.label_map, seed=3, scale=0.5, gain_scale=0.1)
+    x = model_space(3).double()
+    with torch.no_grad():
+        each = torch.stack([model.log_prob(x, torch.full((3,), k)) for k in range(10)], dim=1)
+        torch.testing.assert_close(model.log_prob_per_class(x), each)  # one flow pass, every label
+        torch.testing.assert_close(model.log_prob(x), torch.logsumexp(each, 1) - math.log(10))
+        drawn = model.sample(4, temperature=0.0, generator=torch.Generator().manual_seed(0))
+    labels = torch.randint(10, (4,), generator=torch.Generator().manual_seed(0))  # the draw sample made
+    torch.testing.assert_close(drawn, model.sample(4, temperature=0.0, context=labels))
+
+
+def test_bits_per_dim_of_a_class_conditional_glow_are_the_marginal_with_the_conditional_beside():
+    from flowforge.data.images import ImageSplit
+    from flowforge.evaluation.bits_per_dim import evaluate_bpd, per_example_bpd
+
+    model = tiny_glow(num_classes=10)
+    perturb(model.top_prior.label_map, seed=3, scale=0.5, gain_scale=0.1)
+    split = ImageSplit(images(12, seed=4), labels(12, seed=4))
+    both = per_example_bpd(model, split, batch_size=5, samples=2)
+    assert both.shape == (12, 2)
+    bound = math.log2(10) / model.num_dims  # p(x) >= p(x | y) / 10 for every example
+    assert (both[:, 1] <= both[:, 0] + bound + 1e-9).all() and (both[:, 1] != both[:, 0]).any()
+    result = evaluate_bpd(model, split, batch_size=5, samples=2)
+    assert result["bpd"] == pytest.approx(float(both[:, 1].mean()))
+    assert result["bpd_given_label"] == pytest.approx(float(both[:, 0].mean()))
 
 
 # --------------------------------------------------------------------------- gradients

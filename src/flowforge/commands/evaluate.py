@@ -32,6 +32,9 @@ def run(args) -> int:
             if args.examples else f"{r['examples']} examples")
     print(f"{args.split} {METRIC_NAMES[metric]}: {r[metric]:.4f} ± {r[metric + '_std_err']:.4f} over "
           f"{over} (checkpoint {r['checkpoint']}, step {r['step']}); {LOG_PROB_KINDS[r['log_prob']]}")
+    if "bpd_given_label" in r:  # a class-conditional Glow: the figure above is the marginal's
+        print(f"class-conditional: the figure above is p(x), the equal-weight mixture over the labels; given the "
+              f"true labels {r['bpd_given_label']:.4f} ± {r['bpd_given_label_std_err']:.4f} bits/dim")
     if "elbo_gap" in r:  # importance-sampling estimate of a model trained by an ELBO
         spread = "n/a (one repeat)" if r["is_relative_std"] is None else f"{r['is_relative_std']:.3g}"
         print(f"importance sampling: K = {r['importance_samples']}, {r['repeats']} repeats; ELBO {r[metric + '_elbo']:.4f}, "

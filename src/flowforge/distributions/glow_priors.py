@@ -5,6 +5,8 @@ vector. The split priors of the factored-out halves are part of the transform
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -26,6 +28,9 @@ class TopPrior(Distribution):
     and `learn`, a learned zero-initialised map near the border is added too: the public code's
     learned top prior is a zero-padded 3x3 convolution of zeros with the border channel
     (nets/edge_bias.py), i.e. a constant per channel plus that map.
+
+    A class-conditional prior given no labels is the equal-weight mixture over the classes:
+    log_prob is log (1/K) sum_k p(z | k), and sample draws each label uniformly.
     """
 
     def __init__(self, shape: tuple[int, int, int], learn: bool = True, num_classes: int = 0,
@@ -62,9 +67,21 @@ class TopPrior(Distribution):
         return h[:, :c], h[:, c:]
 
     def log_prob(self, z: Tensor, context: Tensor | None = None) -> Tensor:
+        if self.label_map is not None and context is None:  # the mixture over the classes
+            return torch.logsumexp(self.log_prob_per_class(z), dim=1) - math.log(self.num_classes)
         mean, logs = self.params(z.shape[0], context)
         return diag_gaussian_log_prob(z, mean.to(z.dtype), logs.to(z.dtype))
 
+    def log_prob_per_class(self, z: Tensor) -> Tensor:
+        """(B, num_classes): log p(z | k) for every class k."""
+        if self.label_map is None:
+            raise ValueError("log_prob_per_class needs a class-conditional prior (num_classes > 0)")
+        labels = torch.arange(self.num_classes, device=z.device)
+        return torch.stack([self.log_prob(z, k.expand(z.shape[0])) for k in labels], dim=1)
+
     def sample(self, n: int, temperature=1.0, context: Tensor | None = None, generator=None) -> Tensor:
+        if self.label_map is not None and context is None:  # a uniformly drawn class per sample
+            device = self.base.device if generator is None else generator.device
+            context = torch.randint(self.num_classes, (n,), generator=generator, device=device)
         mean, logs = self.params(n, context)
         return diag_gaussian_sample(mean, logs, float(temperature), generator)

@@ -243,6 +243,18 @@ class Glow(ImageFlowModel):
         _, logdet, log_prior = self._forward(x, context)
         return logdet + log_prior
 
+    def log_prob_per_class(self, x: Tensor) -> Tensor:
+        """(B, num_classes): log p(x | k) for every class k of a class-conditional Glow, from one
+        pass of the flow (only the top prior depends on the label). `log_prob(x)` without labels
+        is their equal-weight mixture, log (1/K) sum_k p(x | k)."""
+        if self.num_classes == 0:
+            raise ValueError("log_prob_per_class needs a class-conditional Glow (num_classes > 0)")
+        self._check_input(x)
+        latents, logdet = self.transform.latents(x, None)
+        *lower, top = self.base.parts
+        rest = sum((part.log_prob(z) for part, z in zip(lower, latents[:-1])), torch.zeros_like(logdet))
+        return (logdet + rest)[:, None] + top.log_prob_per_class(latents[-1])
+
     # latent -> data ---------------------------------------------------------------------------
     def _temperatures(self, temperature) -> list[float]:
         if isinstance(temperature, (int, float)):

@@ -61,6 +61,9 @@ def write_report(run_dir: str | Path) -> Path:
             f"- {METRIC_NAMES[metric]}: **{_fmt(r[metric])}** ± {_fmt(r[metric + '_std_err'])} (std. error) over "
             f"{r['examples']} examples, {r['samples']} sample(s) per example, checkpoint `{r['checkpoint']}`",
             f"- log-likelihood: {LOG_PROB_KINDS[r.get('log_prob', 'exact')]}",
+            *([f"- class-conditional: the figure is the marginal p(x), the equal-weight mixture over the labels; "
+               f"given the true labels {_fmt(r['bpd_given_label'])} ± {_fmt(r['bpd_given_label_std_err'])}"]
+              if "bpd_given_label" in r else []),
             f"- command: `{r['command']}`",
             "",
         ]
