@@ -33,7 +33,7 @@ demo: data
 	rm -rf $(DEMO_DIR)
 	$(BIN)/flowforge train demo-fashion-mnist --run-dir $(DEMO_DIR)
 	$(BIN)/flowforge eval $(DEMO_DIR) --split test
-	$(BIN)/flowforge sample $(DEMO_DIR) --temperature 0.7 --sweep --interpolate --class-edit 7:5
+	$(BIN)/flowforge sample $(DEMO_DIR) --temperature 0.7 --n 80 --sweep --interpolate --class-edit 7:5
 	@echo "demo report: $(DEMO_DIR)/report.md"
 
 clean:
