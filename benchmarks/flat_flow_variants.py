@@ -5,7 +5,9 @@ seeds), for the variants that were compared:
 - MAF step: shift after the scale (z = x exp(-alpha) + mu, the default) against the paper's form
   z = (x - mu) exp(-alpha) (`MAFStep(shift_after_scale=False)`), checkerboard and two-moons;
 - NSF coupling: with and without the identity-part spline (`SplineCoupling(identity_spline=...)`),
-  checkerboard and digits; and on digits the coupling at hidden 34 (zuko's matched width).
+  checkerboard and digits; on digits the coupling at hidden 34 (zuko's matched width); and the
+  conditioner's output layer zero-initialised (flowforge's MLP, the default) against torch's
+  default initialisation.
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/flat_flow_variants.py [--seeds 3]
 """
@@ -43,14 +45,17 @@ def maf_builder(shift_after_scale: bool):
     return build
 
 
-def coupling_builder(identity_spline: bool):
+def coupling_builder(identity_spline: bool, zero_output: bool = True):
+    """zero_output: flowforge's conditioner (output layer zero-initialised); else the same MLP
+    with torch's default initialisation (what the peer benchmark gave flowforge before)."""
     def build(model, dim, ctx, hidden, layers):
         steps = []
         for i in range(layers):
             mask = half_mask(dim)
             n_in, n_out = int(mask.sum()) + ctx, int((1 - mask).sum()) * (3 * pf.BINS - 1)
-            steps.append(SplineCoupling(mask, pf.MLP(n_in, n_out, hidden), bins=pf.BINS, bound=pf.BOUND,
-                                        context_dim=ctx, identity_spline=identity_spline))
+            net = pf.flowforge_conditioner(n_in, n_out, hidden) if zero_output else pf.MLP(n_in, n_out, hidden)
+            steps.append(SplineCoupling(mask, net, bins=pf.BINS, bound=pf.BOUND, context_dim=ctx,
+                                        identity_spline=identity_spline))
             if i < layers - 1:
                 steps.append(ReversePermutation(dim))
         return _flow(steps, dim)
@@ -68,6 +73,10 @@ VARIANTS = [
     ("NSF coupling + identity spline", "digits", "nsf-coupling", coupling_builder(True), 64),
     ("NSF coupling", "digits", "nsf-coupling", coupling_builder(False), 64),
     ("NSF coupling + identity spline, hidden 34", "digits", "nsf-coupling", coupling_builder(True), 34),
+    ("NSF coupling + identity spline, default-initialised output", "checkerboard", "nsf-coupling",
+     coupling_builder(True, zero_output=False), 64),
+    ("NSF coupling + identity spline, default-initialised output", "digits", "nsf-coupling",
+     coupling_builder(True, zero_output=False), 64),
 ]
 
 

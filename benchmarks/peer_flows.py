@@ -6,7 +6,9 @@ Models (each library's own layers, composed as that library composes them):
 - MAF: affine MADE steps (Papamakarios et al. 2017), order reversed between steps.
 - NSF coupling: rational-quadratic spline couplings (Durkan et al. 2019, eqs. 4-8): flowforge and
   zuko transform the second half given the first, the order reversed between couplings; nflows
-  alternates even / odd features (its usual mask), no permutation. zuko's first pass also gives
+  alternates even / odd features (its usual mask), no permutation. Conditioners: flowforge's own
+  MLP (output layer zero-initialised, as `create("nsf")` builds it), zuko's masked MLP, and for
+  nflows a plain ReLU MLP with torch's default initialisation. zuko's first pass also gives
   the conditioning half a spline of learned constants; flowforge's coupling does the same with
   ``identity_spline=True`` (`create("nsf", elementwise=True)`).
 - NSF autoregressive: rational-quadratic splines conditioned by a MADE (Durkan et al. 2019, section 3.2).
@@ -57,6 +59,7 @@ from flowforge.bijections.spline_coupling import SplineCoupling, half_mask
 from flowforge.data.digits import load_digits_splits
 from flowforge.data.toy2d import load_toy_splits, sample_toy
 from flowforge.distributions import StandardNormal
+from flowforge.nets.mlp import MLP as FlowforgeMLP
 
 BINS, BOUND = 8, 5.0
 LIBS = ("flowforge", "zuko", "nflows")
@@ -105,7 +108,8 @@ def datasets(names):
 
 # ------------------------------------------------------------------------------------------ models
 class MLP(nn.Module):
-    """ReLU MLP; with a context, it reads [x, context] (nflows passes the context separately)."""
+    """ReLU MLP (torch's default initialisation) for nflows' coupling; with a context, it reads
+    [x, context] (nflows passes the context separately)."""
 
     def __init__(self, n_in: int, n_out: int, hidden: int, layers: int = 2):
         super().__init__()
@@ -117,6 +121,12 @@ class MLP(nn.Module):
 
     def forward(self, x, context=None):
         return self.net(x if context is None else torch.cat([x, context], 1))
+
+
+def flowforge_conditioner(n_in: int, n_out: int, hidden: int) -> nn.Module:
+    """flowforge's coupling conditioner as `create("nsf")` builds it: a ReLU MLP whose output layer
+    starts at zero, so every coupling starts as the identity (nets/mlp.py)."""
+    return FlowforgeMLP(n_in, n_out, [hidden, hidden], "relu")
 
 
 def _masks(dim: int, layers: int):
@@ -134,8 +144,8 @@ def build_flowforge(model: str, dim: int, ctx: int, hidden: int, layers: int):
         else:  # flowforge's `nsf` scheme (models/nsf.py), zuko's too: one half mask, reversed between couplings
             mask = half_mask(dim)
             n_in, n_out = int(mask.sum()) + ctx, int((1 - mask).sum()) * (3 * BINS - 1)
-            steps.append(SplineCoupling(mask, MLP(n_in, n_out, hidden), bins=BINS, bound=BOUND, context_dim=ctx,
-                                        identity_spline=True))
+            steps.append(SplineCoupling(mask, flowforge_conditioner(n_in, n_out, hidden), bins=BINS, bound=BOUND,
+                                        context_dim=ctx, identity_spline=True))
         if i < layers - 1:
             steps.append(ReversePermutation(dim))
     flow = flowforge.Flow(Chain(steps), StandardNormal((dim,)))
