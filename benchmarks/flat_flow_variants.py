@@ -21,27 +21,13 @@ import time
 import peer_flows as pf
 import torch
 
-import flowforge
-from flowforge.bijections import Chain, ReversePermutation
 from flowforge.bijections.autoregressive import MAFStep
-from flowforge.bijections.spline_coupling import SplineCoupling, half_mask
-from flowforge.distributions import StandardNormal
-
-
-def _flow(steps, dim):
-    flow = flowforge.Flow(Chain(steps), StandardNormal((dim,)))
-    return lambda x, c: flow.log_prob(x, c), flow
 
 
 def maf_builder(shift_after_scale: bool):
     def build(model, dim, ctx, hidden, layers):
-        steps = []
-        for i in range(layers):
-            steps.append(MAFStep(dim, [hidden, hidden], activation="relu", context_dim=ctx,
-                                 shift_after_scale=shift_after_scale))
-            if i < layers - 1:
-                steps.append(ReversePermutation(dim))
-        return _flow(steps, dim)
+        return pf.flowforge_flow(lambda: MAFStep(dim, [hidden, hidden], activation="relu", context_dim=ctx,
+                                                 shift_after_scale=shift_after_scale), dim, layers)
     return build
 
 
@@ -49,16 +35,9 @@ def coupling_builder(identity_spline: bool, zero_output: bool = True):
     """zero_output: flowforge's conditioner (output layer zero-initialised); else the same MLP
     with torch's default initialisation (what the peer benchmark gave flowforge before)."""
     def build(model, dim, ctx, hidden, layers):
-        steps = []
-        for i in range(layers):
-            mask = half_mask(dim)
-            n_in, n_out = int(mask.sum()) + ctx, int((1 - mask).sum()) * (3 * pf.BINS - 1)
-            net = pf.flowforge_conditioner(n_in, n_out, hidden) if zero_output else pf.MLP(n_in, n_out, hidden)
-            steps.append(SplineCoupling(mask, net, bins=pf.BINS, bound=pf.BOUND, context_dim=ctx,
-                                        identity_spline=identity_spline))
-            if i < layers - 1:
-                steps.append(ReversePermutation(dim))
-        return _flow(steps, dim)
+        conditioner = pf.flowforge_conditioner if zero_output else pf.MLP
+        return pf.flowforge_flow(lambda: pf.flowforge_coupling(dim, ctx, lambda i, o: conditioner(i, o, hidden),
+                                                               identity_spline), dim, layers)
     return build
 
 

@@ -133,23 +133,36 @@ def _masks(dim: int, layers: int):
     return [torch.tensor([(j + i) % 2 for j in range(dim)]) for i in range(layers)]
 
 
-def build_flowforge(model: str, dim: int, ctx: int, hidden: int, layers: int):
+def flowforge_flow(make_step, dim: int, layers: int):
+    """`layers` steps from make_step(), the order reversed between them, in a `flowforge.Flow` over
+    a standard normal: (log_prob(x, c), the flow)."""
     steps = []
     for i in range(layers):
-        if model == "maf":
-            steps.append(MAFStep(dim, [hidden, hidden], activation="relu", context_dim=ctx))
-        elif model == "nsf-ar":
-            steps.append(SplineAutoregressive(dim, [hidden, hidden], bins=BINS, bound=BOUND, context_dim=ctx,
-                                              activation="relu"))
-        else:  # flowforge's `nsf` scheme (models/nsf.py), zuko's too: one half mask, reversed between couplings
-            mask = half_mask(dim)
-            n_in, n_out = int(mask.sum()) + ctx, int((1 - mask).sum()) * (3 * BINS - 1)
-            steps.append(SplineCoupling(mask, flowforge_conditioner(n_in, n_out, hidden), bins=BINS, bound=BOUND,
-                                        context_dim=ctx, identity_spline=True))
+        steps.append(make_step())
         if i < layers - 1:
             steps.append(ReversePermutation(dim))
     flow = flowforge.Flow(Chain(steps), StandardNormal((dim,)))
     return lambda x, c: flow.log_prob(x, c), flow
+
+
+def flowforge_coupling(dim: int, ctx: int, net_factory, identity_spline: bool = True) -> SplineCoupling:
+    """flowforge's `nsf` coupling (models/nsf.py), zuko's scheme too: the second half given the
+    first; `net_factory(n_in, n_out)` builds the conditioner."""
+    mask = half_mask(dim)
+    n_in, n_out = int(mask.sum()) + ctx, int((1 - mask).sum()) * (3 * BINS - 1)
+    return SplineCoupling(mask, net_factory(n_in, n_out), bins=BINS, bound=BOUND, context_dim=ctx,
+                          identity_spline=identity_spline)
+
+
+def build_flowforge(model: str, dim: int, ctx: int, hidden: int, layers: int):
+    if model == "maf":
+        make = lambda: MAFStep(dim, [hidden, hidden], activation="relu", context_dim=ctx)  # noqa: E731
+    elif model == "nsf-ar":
+        make = lambda: SplineAutoregressive(dim, [hidden, hidden], bins=BINS, bound=BOUND,  # noqa: E731
+                                            context_dim=ctx, activation="relu")
+    else:
+        make = lambda: flowforge_coupling(dim, ctx, lambda i, o: flowforge_conditioner(i, o, hidden))  # noqa: E731
+    return flowforge_flow(make, dim, layers)
 
 
 def build_zuko(model: str, dim: int, ctx: int, hidden: int, layers: int):

@@ -34,6 +34,8 @@ def per_example_bpd(model, split: ImageSplit, batch_size: int = 500, samples: in
     draws from a forked global state seeded with `seed` (the caller's global state is untouched)."""
     model.eval()
     by_class = _class_conditional(model)
+    # the labels of a class-conditional model, the context rows of a context-conditioned one
+    conditional = getattr(model, "num_classes", 0) > 0 or getattr(model, "context_dim", 0) > 0
     device = torch.device(device)
     generator = torch.Generator(device=device).manual_seed(seed)
     out = []
@@ -43,9 +45,6 @@ def per_example_bpd(model, split: ImageSplit, batch_size: int = 500, samples: in
         for start in progress_bar(starts, desc=desc, disable=not progress, leave=False):
             images = split.images[start : start + batch_size].to(device)
             labels = split.labels[start : start + batch_size].to(device)
-            # the labels of a class-conditional model, the context rows of a context-conditioned one
-            conditional = getattr(model, "num_classes", 0) > 0 or getattr(model, "context_dim", 0) > 0
-            context = labels if conditional else None
             if by_class:  # (S, B, K): log p(x + u_s | k)
                 draws = torch.stack([model.log_prob_per_class(model.prepare(images, generator))
                                      for _ in range(samples)]).double()
@@ -53,6 +52,7 @@ def per_example_bpd(model, split: ImageSplit, batch_size: int = 500, samples: in
                 marginal = torch.logsumexp(draws, dim=(0, 2)) - math.log(draws.shape[2])
                 log_p = torch.stack([given, marginal], dim=1) - math.log(samples)
             else:
+                context = labels if conditional else None
                 draws = torch.stack([model.log_prob(model.prepare(images, generator), context) for _ in range(samples)])
                 log_p = torch.logsumexp(draws.double(), dim=0) - math.log(samples)
             out.append(bits_per_dim(log_p, model.num_dims, model.n_bits).cpu())

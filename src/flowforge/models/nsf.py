@@ -11,8 +11,8 @@
   with the context concatenated when ``context_dim > 0``. With ``elementwise=True`` each coupling
   also transforms its conditioning half, by a spline of learned constants (`SplineCoupling`'s
   ``identity_spline``), as zuko's two-pass NSF does: with 600 Adam steps of
-  benchmarks/peer_flows.py, mean test NLL of 3 seeds 2.052 against 2.062 nats on checkerboard
-  and 53.74 against 54.53 on digits (`benchmarks/flat_flow_variants.py`).
+  benchmarks/peer_flows.py, mean test NLL of 3 seeds 49.23 against 49.70 nats on digits, no
+  difference on checkerboard (2.0456 against 2.0446; `benchmarks/flat_flow_variants.py`).
 - `nsf-ar`: autoregressive rational-quadratic steps (section 3.2, autoregressive transform; a
   MADE conditioner, the MAF scheme), with the order reversed between steps.
 

@@ -283,9 +283,8 @@ class Trainer:
         return seconds
 
     def _lr(self, step: int) -> float:
-        # scheduled rate (constant: train.lr itself) x rollback scale x warm-up (training/schedules.py)
-        scheduled = self.schedule.scheduled(step, self.state.elapsed_seconds)
-        return scheduled * self.state.lr_scale * self.schedule.warmup(step)
+        # scheduled rate x warm-up (constant: train.lr itself; training/schedules.py) x rollback scale
+        return self.schedule.rate(step, self.state.elapsed_seconds) * self.state.lr_scale
 
     def _at_boundary(self, steps_done: int) -> bool:
         """The host reads metrics, validates, samples or saves after this many steps."""
