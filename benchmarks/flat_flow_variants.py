@@ -22,6 +22,7 @@ import peer_flows as pf
 import torch
 
 from flowforge.bijections.autoregressive import MAFStep
+from flowforge.training.speed_auto import cpu_description
 
 
 def maf_builder(shift_after_scale: bool):
@@ -67,7 +68,7 @@ def main() -> None:
     data = pf.datasets(sorted({v[1] for v in VARIANTS}))
     pf.LIBS = ("flowforge",)
     start = time.perf_counter()
-    print(f"CPU: {pf.cpu_name()}, torch {torch.__version__}, 1 thread; seeds 0..{args.seeds - 1}")
+    print(f"CPU: {cpu_description()}, torch {torch.__version__}, 1 thread; seeds 0..{args.seeds - 1}")
     print("| variant | set | parameters | test NLL per seed | mean |\n|---|---|---|---|---|")
     for label, name, model, builder, hidden in VARIANTS:
         pf.BUILDERS["flowforge"] = builder

@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import copy
 import math
-import platform
 import statistics
 import sys
 import time
@@ -60,6 +59,7 @@ from flowforge.data.digits import load_digits_splits
 from flowforge.data.toy2d import load_toy_splits, sample_toy
 from flowforge.distributions import StandardNormal
 from flowforge.nets.mlp import MLP as FlowforgeMLP
+from flowforge.training.speed_auto import cpu_description
 
 BINS, BOUND = 8, 5.0
 LIBS = ("flowforge", "zuko", "nflows")
@@ -286,16 +286,6 @@ def _ratio(peer, ff):
     return f"{statistics.median(r):.2f} [{min(r):.2f}, {max(r):.2f}]"
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="a few steps of everything (a smoke test, no figures)")
@@ -306,7 +296,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     sets = args.sets.split(",")
-    lines = [f"CPU: {cpu_name()}, torch {torch.__version__} with {torch.get_num_threads()} thread; "
+    lines = [f"CPU: {cpu_description()}, torch {torch.__version__} with {torch.get_num_threads()} thread; "
              f"zuko {_version('zuko')}, nflows {_version('nflows')}; command: `{' '.join(['python', *sys.argv])}`", ""]
     header = ("| set | model | library | hidden | parameters | test NLL (nats) ± s.e. | best valid (step) "
               "| step ms | peer/flowforge time |")

@@ -61,6 +61,14 @@ def test_detect_capabilities_reads_what_torch_reports(monkeypatch):
     assert not speed_auto.detect_capabilities("cuda").native_bf16
 
 
+def test_cpu_description_names_the_model_and_the_bf16_units(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    text = speed_auto.cpu_description()
+    assert text.endswith(f"({speed_auto.detect_capabilities('cpu').detail})") and "AVX512-BF16" in text
+    assert not text.startswith("(")  # a model name (or the platform's word) comes first
+
+
 def test_resolution_writes_the_choice_into_the_config_once(monkeypatch):
     monkeypatch.setattr(speed_auto, "detect_capabilities", lambda device: CPU_BF16)
     from flowforge.models.glow import Glow

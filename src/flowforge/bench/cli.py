@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ import torch
 
 from flowforge.bench.suite import ALL, BENCHES, SWITCHES, BenchSettings, markdown_table, run_bench, variant_switches
 from flowforge.errors import ConfigError
+from flowforge.training.speed_auto import cpu_description
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -79,7 +79,7 @@ def run_bench_command(args) -> int:
                              steps_per_round=args.steps_per_round, device=device, images=images,
                              progress=not args.no_progress, peak=getattr(args, "peak", False))
     hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else \
-        f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+        f"{cpu_description()}, {torch.get_num_threads()} threads"
     names = BENCHES if args.name == "all" else (args.name,)
     data = args.dataset if images is not None else "random"
     text = [f"flowforge bench: L={args.levels} K={args.depth} hidden={args.hidden} data={data} "

@@ -20,7 +20,9 @@ torch about the machine.
 
 from __future__ import annotations
 
+import platform
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -67,6 +69,21 @@ def detect_capabilities(device: torch.device | str) -> Capabilities:
     units = [name for name, on in (("AVX512-BF16", avx512_bf16), ("AMX", amx)) if on]
     detail = f"CPU {capability}" + (f" with {' + '.join(units)}" if units else ", no AVX512-BF16 / AMX")
     return Capabilities("cpu", avx512_bf16 or amx, detail)
+
+
+def cpu_description() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo, else the platform's word) and what torch reports
+    about its vector and bf16 units, e.g. "AMD EPYC (CPU AVX2, no AVX512-BF16 / AMX)": the kind of
+    machine every CPU figure is quoted with."""
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name} ({detect_capabilities('cpu').detail})"
 
 
 def expected_run_seconds(device: str, max_steps: int, max_minutes: float) -> float:
