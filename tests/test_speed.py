@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -10,7 +12,7 @@ from flowforge.errors import ConfigError
 from flowforge.models.glow import Glow
 from flowforge.runs.config import load_config
 from flowforge.training import speed
-from flowforge.training.speed import SpeedOptions, apply_speed_options, coupling_nets
+from flowforge.training.speed import SpeedOptions, apply_speed_options, compile_cache_dir, coupling_nets, use_compile_cache
 
 
 def _model_and_data():
@@ -159,9 +161,9 @@ def test_regional_compile_flow_traces_one_graph_per_level_shape_not_per_step(mon
     apply_speed_options(model, SpeedOptions(compile_flow=True))  # regional by default
     x = model.prepare(images, generator=torch.Generator().manual_seed(0))
     compiled = model.log_prob(x)
-    # 2 level shapes x 3 steps: one graph per shape reused by its steps, plus the first step,
-    # whose input does not require grad
-    assert len(traced) == 3
+    # 2 level shapes x 3 steps: one graph per shape reused by its steps; the first step, whose
+    # input does not require grad, stays eager rather than adding a graph of its own
+    assert len(traced) == 2
     import copy
 
     copy.deepcopy(model)  # the EMA and the trainer copy models
@@ -202,3 +204,18 @@ def test_bf16_on_a_cpu_without_native_bf16_warns(monkeypatch, native):
         apply_speed_options(model, SpeedOptions(channels_last=True))  # float32: never a warning
     messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
     assert (len(messages) == 1 and "emulated" in messages[0]) if not native else messages == []
+
+
+def test_compiled_runs_share_one_cache_per_machine_unless_told_otherwise(monkeypatch, tmp_path):
+    for name in ("TORCHINDUCTOR_CACHE_DIR", "FLOWFORGE_COMPILE_CACHE"):
+        monkeypatch.setenv(name, "")  # so that the test's end restores what was there, set or not
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert compile_cache_dir() == (tmp_path / "xdg" / "flowforge" / "compile-cache").resolve()
+    assert use_compile_cache(SpeedOptions()) is None  # nothing compiles: torch's default left alone
+    assert "TORCHINDUCTOR_CACHE_DIR" not in os.environ
+    monkeypatch.setenv("FLOWFORGE_COMPILE_CACHE", str(tmp_path / "mine"))
+    assert use_compile_cache(SpeedOptions(compile_flow=True)) == str((tmp_path / "mine").resolve())
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str((tmp_path / "mine").resolve())
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "torch's"))  # the user's own setting wins
+    assert use_compile_cache(SpeedOptions(compile=True)) == str(tmp_path / "torch's")

@@ -79,7 +79,7 @@ def run_bench_command(args) -> int:
                              steps_per_round=args.steps_per_round, device=device, images=images,
                              progress=not args.no_progress, peak=getattr(args, "peak", False))
     hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else \
-        f"{cpu_description()}, {torch.get_num_threads()} threads"
+        f"{cpu_description()}, {torch.get_num_threads()} thread(s)"
     names = BENCHES if args.name == "all" else (args.name,)
     data = args.dataset if images is not None else "random"
     text = [f"flowforge bench: L={args.levels} K={args.depth} hidden={args.hidden} data={data} "

@@ -46,7 +46,7 @@ from flowforge.training.ema import EMA
 from flowforge.training.interrupts import StepBoundaryInterrupts, TrainingInterrupted
 from flowforge.training.metrics import MetricsLog
 from flowforge.training.schedules import LRSchedule
-from flowforge.training.speed import SpeedOptions, apply_speed_options, begin_training_step, use_run_compile_cache
+from flowforge.training.speed import SpeedOptions, apply_speed_options, begin_training_step, use_compile_cache
 from flowforge.training.speed_auto import resolve_train_speed
 from flowforge.training.sync_free import MaskedUpdate
 
@@ -138,7 +138,7 @@ class Trainer:
         if choice is not None:
             print(f"speed auto: {choice.describe()}", flush=True)
         self.speed = SpeedOptions.from_train_config(cfg.train)
-        use_run_compile_cache(self.paths.root, self.speed)  # kept with the run: a resumed job compiles from cache
+        use_compile_cache(self.speed)  # a resumed job or a later run here compiles from cache
         apply_speed_options(self.model, self.speed)  # training copy only
         self.optimizer = _optimizer(cfg, self.model, self.device)
         self._masked = MaskedUpdate(self.model, self.optimizer, self.ema.shadow) if cfg.train.sync_free_skip else None
