@@ -6,6 +6,7 @@ import os
 
 import pytest
 import torch
+from torch import nn
 
 from conftest import CONFIGS, needs_mnist
 from flowforge.errors import ConfigError
@@ -186,10 +187,15 @@ def test_cuda_graphs_are_refused_off_cuda_and_mark_each_step_on_it(monkeypatch):
 def test_compile_flow_is_refused_for_models_without_a_flow_pass():
     from flowforge.models import create
 
-    with pytest.raises(ConfigError, match="compile_flow.*MAF"):
-        apply_speed_options(create("maf", dim=2), SpeedOptions(compile_flow=True))
-    with pytest.raises(ConfigError, match="cuda_graphs.*MAF"):
+    # a module that is no Flow (e.g. VAEFlow, whose loss is an ELBO of its own)
+    with pytest.raises(ConfigError, match="compile_flow.*Sequential has no compilable flow pass"):
+        apply_speed_options(nn.Sequential(nn.Linear(2, 2)), SpeedOptions(compile_flow=True))
+    with pytest.raises(ConfigError, match="cuda_graphs.*Sequential"):
+        apply_speed_options(nn.Sequential(nn.Linear(2, 2)), SpeedOptions(cuda_graphs=True))
+    with pytest.raises(ConfigError, match="cuda_graphs needs a CUDA device"):
         apply_speed_options(create("maf", dim=2), SpeedOptions(cuda_graphs=True))
+    with pytest.raises(ConfigError, match="LGFMAF: train.compile_flow .* not supported"):
+        apply_speed_options(create("lgf-maf", dim=2), SpeedOptions(compile_flow=True))
 
 
 @pytest.mark.parametrize("native", [True, False])

@@ -30,6 +30,10 @@ class FlatFlowModel(FlowOfLayers):
     DATA_ARGS = ("dim", "context_dim")  # the context's width comes from the data's context columns
     LEGACY_KEYS = ((r"^flow\.", "transform."),)
     CHOICES = {"base": BASES}
+    # speed = "auto" may compile the density pass (`Flow.compile_flow`) of a long run: measured to
+    # repay for MAF and NSF (flat RealNVP's couplings are the same kind of MLP pass); off in the
+    # models whose training pass is not a plain density pass (ELBO, reverse KL) or loops
+    auto_compile_flow = True
 
     def __init__(self, dim: int, context_dim: int = 0, base: str = "auto"):
         super().__init__()

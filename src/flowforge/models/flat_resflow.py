@@ -28,6 +28,7 @@ from flowforge.nets.lipschitz import lipschitz_mlp
 @register("flat-resflow")
 class FlatResFlow(FlatFlowModel):
     CHOICES = {**FlatFlowModel.CHOICES, "logdet": LOGDET_MODES, "eval_logdet": LOGDET_MODES, "n_dist": N_DISTRIBUTIONS}
+    auto_compile_flow = False  # a random number of power-series terms per step: not measured compiled
 
     def __init__(self, dim: int, blocks: int = 10, hidden: Sequence[int] = (128, 128), coeff: float = 0.98,
                  actnorm: bool = True, logdet: str = "estimator", eval_logdet: str = "exact", n_exact_terms: int = 2,

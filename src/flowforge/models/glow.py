@@ -49,6 +49,7 @@ from flowforge.bijections.split_prior import SplitPrior
 from flowforge.distributions.concatenated import Concatenated
 from flowforge.distributions.glow_priors import TopPrior
 from flowforge.distributions.normal import StandardNormal
+from flowforge.flow import with_own_code
 from flowforge.models.base import ImageFlowModel
 from flowforge.models.registry import register
 from flowforge.nets.zero_init import LinearZeros
@@ -111,6 +112,7 @@ class Glow(ImageFlowModel):
     """Multi-scale Glow over images of shape `image_shape` = (C, H, W)."""
 
     CHOICES = {"coupling": COUPLINGS, "permutation": PERMUTATIONS, "scale": tuple(SCALE_FUNCTIONS)}
+    regional_compile_flow = True  # compile_flow(regional=True): one graph per level shape
     LEGACY_KEYS = ((r"^steps\.(\d+)\.layers\.(\d+)\.", _legacy_step_key),
                    (r"^split_priors\.(\d+)\.", r"transform.splits.\1.prior."),
                    (r"^top_prior\.", "base.parts.{top}."))
@@ -230,7 +232,7 @@ class Glow(ImageFlowModel):
             # one compiled function taking the step as an argument: dynamo guards on the step's
             # type and tensor shapes, not on which instance, so the steps of a level share a graph
             # (compiling each module on its own traced one graph per step)
-            shared = torch.compile(_run_step, dynamic=False, mode=mode)
+            shared = torch.compile(with_own_code(_run_step), dynamic=False, mode=mode)  # this model's graphs
             for level in range(self.levels):
                 for i, step in enumerate(self.level_steps(level)):
                     if level == 0 and i == 0:
@@ -240,7 +242,8 @@ class Glow(ImageFlowModel):
                     step.forward = partial(shared, step)
             return
         self._eager_forward = getattr(self, "_eager_forward", self._forward)
-        self._forward = torch.compile(self._eager_forward, dynamic=False, mode=mode)
+        own = with_own_code(self._eager_forward.__func__).__get__(self)  # this model's graphs (flow.py)
+        self._forward = torch.compile(own, dynamic=False, mode=mode)
 
     def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         """Continuous log-density (nats) of x in model space [-0.5, 0.5)^D (dequantised data)."""

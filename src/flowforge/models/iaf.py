@@ -26,6 +26,7 @@ class IAF(FlatFlowModel):
     """`layers` IAF steps with MADE conditioners of `hidden` widths."""
 
     CHOICES = {**FlatFlowModel.CHOICES, "activation": ("tanh", "relu", "elu")}
+    auto_compile_flow = False  # log_prob inverts D autoregressive passes one after another
 
     def __init__(self, dim: int, layers: int = 5, hidden: Sequence[int] = (64, 64), activation: str = "tanh",
                  context_dim: int = 0, base: str = "auto"):

@@ -34,6 +34,7 @@ from flowforge.bijections.autoregressive import MAFStep
 from flowforge.bijections.conditional import IndexedAffine
 from flowforge.bijections.masked_coupling import MaskedAffineCoupling
 from flowforge.distributions.conditional_gaussian import ConditionalDiagGaussian
+from flowforge.errors import ConfigError
 from flowforge.models.flat_realnvp import FlatRealNVP
 from flowforge.models.maf import MAF
 from flowforge.models.realnvp import RealNVP
@@ -84,6 +85,13 @@ class LocalisedFlow:
         self.train_samples, self.valid_samples = int(train_samples), int(valid_samples)
         self.test_samples, self.test_repeats = int(test_samples), int(test_repeats)
 
+    regional_compile_flow = False  # speed = "auto" compiles the coupling networks instead
+
+    def compile_flow(self, mode: str | None = None, regional: bool = False) -> None:
+        raise ConfigError(f"{type(self).__name__}: train.compile_flow (and train.cuda_graphs) is not supported: "
+                          "every training step draws u from a new per-step generator, which torch.compile would "
+                          "guard on and recompile for; use train.compile (the coupling networks) instead")
+
     def elbo(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """One-sample ELBO of every example (B,): the base model's log_prob through the stochastic steps."""
         with noise_source(self, generator):
@@ -128,6 +136,8 @@ class LocalisedFlow:
 
 class _FlatLocalisedFlow(LocalisedFlow):
     DATA_ARGS = ("dim",)  # no context
+    auto_compile_flow = False  # trains by an ELBO, not the density pass
+
     def _insert_steps(self, kind: type, u_dim: int, st_hidden, pq_hidden) -> None:
         if u_dim < 1:
             raise ValueError(f"u_dim must be positive, got {u_dim}")

@@ -21,7 +21,8 @@ Refused, because they cannot hold for a stochastic model (ConfigError):
   u would be drawn again, and the ResNets' batch norms would update their statistics twice;
 - `num_classes > 0`: the IS evaluation (evaluation/importance.py) scores images without labels,
   and Glow's classifier head would read a top latent that depends on the random u;
-- `train.compile_flow`: the per-step noise generator would make torch.compile recompile.
+- `train.compile_flow`: the per-step noise generator would make torch.compile recompile (refused
+  for every LGF model, models/lgf.py).
 `encode` / `decode` draw u (from q / p): decode(encode(x)) == x does not hold (models/lgf.py).
 """
 
@@ -109,7 +110,3 @@ class LGFGlow(ImageLocalisedFlow, Glow):
             self.transform.levels[level] = Chain([squeeze, *(with_index(step, shape) for step in steps)])
         self._set_sample_counts(train_samples, valid_samples, test_samples, test_repeats)
 
-    def compile_flow(self, mode: str | None = None, regional: bool = False) -> None:
-        raise ConfigError("lgf-glow: train.compile_flow (and train.cuda_graphs) is not supported: every training "
-                          "step draws u from a new per-step generator, which torch.compile would guard on and "
-                          "recompile for; use train.compile (the coupling networks) instead")

@@ -29,6 +29,7 @@ class PlanarFlow(FlatFlowModel):
     """`layers` maps of `kind` ("planar" or "radial"), `householder` reflections after each but the last."""
 
     CHOICES = {**FlatFlowModel.CHOICES, "kind": tuple(MAPS)}
+    auto_compile_flow = False  # a variational family: trained by reverse KL through sampling
 
     def __init__(self, dim: int, layers: int = 16, kind: str = "planar", householder: int = 0,
                  context_dim: int = 0, base: str = "auto"):

@@ -45,6 +45,7 @@ from flowforge.runs.run_lock import RunLock
 from flowforge.training.ema import EMA
 from flowforge.training.interrupts import StepBoundaryInterrupts, TrainingInterrupted
 from flowforge.training.metrics import MetricsLog
+from flowforge.training.optimizers import keep_fast_implementation, make_optimizer
 from flowforge.training.schedules import LRSchedule
 from flowforge.training.speed import SpeedOptions, apply_speed_options, begin_training_step, use_compile_cache
 from flowforge.training.speed_auto import resolve_train_speed
@@ -107,10 +108,10 @@ def _seeded(seed: int, *parts: int, device: torch.device) -> torch.Generator:
 
 
 def _optimizer(cfg: RunConfig, model: torch.nn.Module, device: torch.device | None = None) -> torch.optim.Optimizer:
-    cls = {"adamax": torch.optim.Adamax, "adam": torch.optim.Adam}[cfg.train.optimizer]
     # sync_free_skip masks the optimizer state on the device: the step counters must live there
-    capturable = {"capturable": True} if cfg.train.sync_free_skip and device is not None and device.type == "cuda" else {}
-    return cls(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay, **capturable)
+    capturable = bool(cfg.train.sync_free_skip and device is not None and device.type == "cuda")
+    return make_optimizer(cfg.train.optimizer, model.parameters(), cfg.train.lr, cfg.train.weight_decay,
+                          capturable=capturable)
 
 
 class Trainer:
@@ -200,6 +201,7 @@ class Trainer:
     def _restore(self, path: Path) -> None:
         saved = load_checkpoint(path, model=self.model, ema=self.ema.shadow, optimizer=self.optimizer,
                                 map_location=str(self.device))
+        keep_fast_implementation(self.optimizer)  # a checkpoint of a per-tensor-loop optimiser says so
         if saved.get("data_state", {}) != self.source.data_state():
             raise CheckpointError(f"{path}: the data changed since this run was trained (standardisation, columns "
                                   "or file contents differ); start a new run")

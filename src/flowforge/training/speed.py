@@ -10,12 +10,14 @@ stated below:
   the elementwise tail); the mathematics is unchanged.
 - `compile_flow`: the model's whole data -> latent pass (every actnorm, 1x1 convolution,
   coupling, split prior and the log-det sums) is one `torch.compile` graph, backward included
-  (the model's `compile_flow()`; Glow-family models), and so is the sampling pass after the noise
-  draws (`compile_sampling()`, used in eval mode without gradients; on the CPU 1.4–1.6x faster
-  sampling). Same mathematics; float rounding of fused kernels only.
-  With `compile_regional` (the default) one flow step is compiled and its graph reused by the K
-  steps of each level (regional compilation): compile time grows with the number of level shapes,
-  not with L x K (docs/performance.md, "compile cost").
+  (the model's `compile_flow()`), and for Glow-family models so is the sampling pass after the
+  noise draws (`compile_sampling()`, used in eval mode without gradients; on the CPU 1.4–1.6x
+  faster sampling). Same mathematics; float rounding of fused kernels only.
+  With `compile_regional` (the default) a Glow-family model compiles one flow step and reuses its
+  graph for the K steps of each level (regional compilation): compile time grows with the number
+  of level shapes, not with L x K (docs/performance.md, "compile cost"). Other flows (`Flow`, the
+  flat models) compile their whole density pass in training steps only (`Flow.compile_flow`):
+  one graph per layer gave back most of the gain (2-D MAF step 1.04x against 1.51x whole).
 - `cuda_graphs`: the same whole-pass compilation in torch.compile's "reduce-overhead" mode,
   which replays the pass (forward and backward) as CUDA graphs: one launch instead of hundreds
   of kernel launches per step, for small batches where launching dominates. Needs a CUDA device
@@ -111,13 +113,13 @@ def apply_speed_options(model: nn.Module, options: SpeedOptions) -> int:
     if options.compile_flow or options.cuda_graphs:
         switch = "cuda_graphs" if options.cuda_graphs else "compile_flow"
         if not hasattr(model, "compile_flow"):
-            raise ConfigError(f"train.{switch}: {type(model).__name__} has no compilable flow pass "
-                              "(Glow-family models only); use train.compile for the coupling networks")
+            raise ConfigError(f"train.{switch}: {type(model).__name__} has no compilable flow pass; "
+                              "use train.compile for its coupling networks")
         if options.cuda_graphs and _device(model).type != "cuda":
             raise ConfigError(f"train.cuda_graphs needs a CUDA device; the model is on {_device(model)} "
                               "(use train.compile_flow there: the same compilation without CUDA graphs)")
         mode = "reduce-overhead" if options.cuda_graphs else None
-        if options.compile_regional and not options.cuda_graphs:
+        if options.compile_regional and not options.cuda_graphs and getattr(model, "regional_compile_flow", False):
             model.compile_flow(mode=mode, regional=True)  # compile time ~ number of level shapes
         else:
             model.compile_flow(mode=mode)

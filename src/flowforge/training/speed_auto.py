@@ -11,7 +11,10 @@ Rules (each measured on this project's CPUs, docs/performance.md):
   `REPAY_FACTOR` times the compile cost of that device (first-step overhead, measured). The
   compiled pass is `compile_flow` (regional: one graph per flow-step shape) for Glow-family
   models and `compile` (the coupling networks) for other models with Glow coupling networks.
-- models without Glow coupling networks: nothing applies (baseline).
+- flows without Glow coupling networks that train through their density pass (the flat models,
+  `auto_compile_flow`): `Flow.compile_flow` (the whole pass) on the same repay rule, with their own
+  compile cost and nominal step (`FLAT_*`); channels-last and bf16 do not apply to them.
+- other models: nothing applies (baseline).
 
 The decision is a pure function of `Capabilities` and the run's length, so it is tested with
 mocked capabilities (tests/test_speed_auto.py); `detect_capabilities` is the only part that asks
@@ -36,6 +39,11 @@ from flowforge.training.speed import SpeedOptions
 # of a step: a run compiles only when it is at least REPAY_FACTOR x this long
 COMPILE_COST_S = {"cpu": 110.0, "cuda": 60.0}
 NOMINAL_STEP_S = {"cpu": 0.25, "cuda": 0.02}
+# flat flows: the whole density pass of benchmarks/peer_flows.py's 4-step 2-D MAF / NSF compiled
+# in 19-53 s cold on one AVX2 EPYC core (one compile worker); steps of 5-20 ms there. CUDA: not
+# measured, assumed the same order
+FLAT_COMPILE_COST_S = {"cpu": 60.0, "cuda": 60.0}
+FLAT_NOMINAL_STEP_S = {"cpu": 0.01, "cuda": 0.005}
 REPAY_FACTOR = 10.0  # compiling saves ~5-40 % of a step: repaid well within 10x its cost
 
 
@@ -86,42 +94,62 @@ def cpu_description() -> str:
     return f"{name} ({detect_capabilities('cpu').detail})"
 
 
-def expected_run_seconds(device: str, max_steps: int, max_minutes: float) -> float:
+def expected_run_seconds(device: str, max_steps: int, max_minutes: float, flat: bool = False) -> float:
     """The run's length as far as its config tells: the time budget, capped by the step budget at
-    the nominal step time; steps only: steps x nominal step time."""
-    by_steps = max_steps * NOMINAL_STEP_S.get(device, NOMINAL_STEP_S["cpu"])
+    the nominal step time (of a flat flow's step with `flat`); steps only: steps x nominal step time."""
+    nominal = FLAT_NOMINAL_STEP_S if flat else NOMINAL_STEP_S
+    by_steps = max_steps * nominal.get(device, nominal["cpu"])
     return min(max_minutes * 60.0, by_steps) if max_minutes > 0 else by_steps
 
 
+def _repays(caps: Capabilities, run_seconds: float | None, costs: dict, compile_what: str) -> tuple[bool, str]:
+    """Whether compiling repays in a run of `run_seconds` (None: open-ended), and why."""
+    cost = costs.get(caps.device, costs["cpu"])
+    long_enough = run_seconds is None or run_seconds >= REPAY_FACTOR * cost
+    length = "open-ended run" if run_seconds is None else f"expected run {run_seconds:.0f} s"
+    if long_enough:
+        return True, f"{length} >= {REPAY_FACTOR:g} x ~{cost:.0f} s compile cost: {compile_what}"
+    return False, f"{length} < {REPAY_FACTOR:g} x ~{cost:.0f} s compile cost: no compilation"
+
+
 def choose_speed(caps: Capabilities, run_seconds: float | None, *, has_coupling_nets: bool = True,
-                 compile_flow_supported: bool = True) -> SpeedChoice:
+                 compile_flow_supported: bool = True, flat_compilable: bool = False) -> SpeedChoice:
     """The switches for `caps` and a run of `run_seconds` (None: open-ended, e.g. a benchmark of
-    steady-state throughput, where compilation always repays)."""
+    steady-state throughput, where compilation always repays). `flat_compilable`: a model without
+    coupling networks whose training pass `Flow.compile_flow` compiles (module docstring)."""
     if not has_coupling_nets:
-        return SpeedChoice(SpeedOptions(), "no Glow coupling networks: the speed switches do not apply")
+        if not flat_compilable:
+            return SpeedChoice(SpeedOptions(), "no Glow coupling networks: the speed switches do not apply")
+        long_enough, why = _repays(caps, run_seconds, FLAT_COMPILE_COST_S, "compile-flow")
+        return SpeedChoice(SpeedOptions(compile_flow=long_enough), f"{caps.detail}; flat flow: {why}")
     if caps.native_bf16:
         dtype, why = "bfloat16", f"{caps.detail}: native bf16, so bf16 coupling networks + channels-last"
     else:
         dtype, why = "float32", f"{caps.detail}: bf16 would be emulated, so float32 + channels-last"
-    cost = COMPILE_COST_S.get(caps.device, COMPILE_COST_S["cpu"])
-    long_enough = run_seconds is None or run_seconds >= REPAY_FACTOR * cost
-    length = "open-ended run" if run_seconds is None else f"expected run {run_seconds:.0f} s"
-    compile_what = "compile-flow" if compile_flow_supported else "compile"
-    if long_enough:
-        why += f"; {length} >= {REPAY_FACTOR:g} x ~{cost:.0f} s compile cost: {compile_what}"
-    else:
-        why += f"; {length} < {REPAY_FACTOR:g} x ~{cost:.0f} s compile cost: no compilation"
+    long_enough, repay = _repays(caps, run_seconds, COMPILE_COST_S,
+                                 "compile-flow" if compile_flow_supported else "compile")
+    why += f"; {repay}"
     options = SpeedOptions(channels_last=True, coupling_dtype=dtype,
                            compile=long_enough and not compile_flow_supported,
                            compile_flow=long_enough and compile_flow_supported)
     return SpeedChoice(options, why)
 
 
-def choose_for_model(model: torch.nn.Module, device: torch.device | str, run_seconds: float | None) -> SpeedChoice:
+def _is_flat(model: torch.nn.Module) -> bool:
+    from flowforge.training.speed import coupling_nets
+
+    return not coupling_nets(model) and bool(getattr(model, "auto_compile_flow", False))
+
+
+def choose_for_model(model: torch.nn.Module, device: torch.device | str, run_seconds: float | None,
+                     density_trained: bool = True) -> SpeedChoice:
+    """`choose_speed` for `model`; `density_trained`: its training steps run its density pass (not
+    reverse KL, which trains through sampling)."""
     from flowforge.training.speed import coupling_nets
 
     return choose_speed(detect_capabilities(device), run_seconds, has_coupling_nets=bool(coupling_nets(model)),
-                        compile_flow_supported=hasattr(model, "compile_flow"))
+                        compile_flow_supported=bool(getattr(model, "regional_compile_flow", False)),
+                        flat_compilable=density_trained and _is_flat(model))
 
 
 def resolve_train_speed(train, model: torch.nn.Module, device: torch.device | str) -> SpeedChoice | None:
@@ -131,8 +159,9 @@ def resolve_train_speed(train, model: torch.nn.Module, device: torch.device | st
     resumed run computes as it did)."""
     if getattr(train, "speed", "manual") != "auto" or train.speed_choice:
         return None
-    choice = choose_for_model(model, device, expected_run_seconds(torch.device(device).type, train.max_steps,
-                                                                  train.max_minutes))
+    run_seconds = expected_run_seconds(torch.device(device).type, train.max_steps, train.max_minutes,
+                                       flat=_is_flat(model))
+    choice = choose_for_model(model, device, run_seconds, density_trained=train.objective != "reverse-kl")
     o = choice.options
     train.channels_last, train.coupling_dtype, train.compile, train.compile_flow = (
         o.channels_last, o.coupling_dtype, o.compile, o.compile_flow)
