@@ -52,9 +52,9 @@ class Flow(nn.Module):
         torch.compile for training: passes with gradients (training steps) run the compiled graph,
         passes without (evaluation, any batch size) stay eager, so evaluation never recompiles. The
         mathematics is unchanged (float reassociation aside). The first compiled step pays the
-        compilation (20-50 s cold on a CPU core for the 4-step 2-D MAF / NSF of benchmarks/peer_flows.py,
-        seconds from torch's cache); after it, a training step of those flows is 1.5-2.4x faster
-        (docs/performance.md). Models whose training pass is not `log_prob` override or refuse this."""
+        compilation (13-42 s cold on a CPU core for the 4-step MAF / NSF of benchmarks/peer_flows.py,
+        about 1 s from torch's cache); after it, a training step of those flows is 1.9-3.2x faster
+        than eager there (docs/results.md). Models whose training pass is not `log_prob` override or refuse this."""
         # compiled as a function of the flow, not as this flow's bound method: a copy of the flow
         # (deepcopy, EMA) then runs its own parameters through it (a graph of its own)
         self.__dict__["_compiled_log_prob"] = torch.compile(with_own_code(_density_pass), mode=mode)

@@ -3,8 +3,8 @@ device: Adam's fused kernel (one kernel over all parameters instead of a dozen o
 CPU and CUDA since torch 2.4), Adamax's multi-tensor ("foreach") form, which has no fused kernel.
 The arithmetic is the same update as the per-tensor loop; on the CPU torch uses that loop unless
 told otherwise. Measured on a 2-D MAF (4 MADE steps, hidden 64, batch 256, one AVX2 EPYC thread,
-interleaved in one process): the whole training step 1.21x faster with fused Adam, 1.1x with
-foreach Adamax (docs/performance.md).
+interleaved in one process, benchmarks/optimizer_update.py): the whole training step 1.24x faster
+with fused Adam, 1.08x with foreach Adamax (docs/performance.md).
 
 `capturable` (the step counters kept on the device, for masked updates without host reads,
 training/sync_free.py) keeps the per-tensor capturable form.
