@@ -194,3 +194,22 @@ def test_interrupted_run_saves_and_resumes_exactly(tmp_path, monkeypatch):
     assert main(["train", "--resume", "--run-dir", str(tmp_path / "run"), *QUIET]) == 0
     a, b = _weights(straight), _weights(tmp_path / "run")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("command, hint", [("bench", False), ("train", True)])
+def test_a_raw_ctrl_c_names_the_command_and_promises_a_resume_only_for_train(command, hint, monkeypatch, capsys):
+    import flowforge.cli as cli
+
+    parser = cli.build_parser()
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    real_parse = parser.parse_args
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    monkeypatch.setattr(parser, "parse_args", lambda argv: (ns := real_parse(argv), setattr(ns, "func", interrupted))[0])
+    argv = ["bench", "flops"] if command == "bench" else ["train", str(CONFIGS / "tiny-mnist.toml")]
+    assert main(argv) == 130
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"flowforge {command}: interrupted")
+    assert ("--resume" in err) == hint

@@ -54,9 +54,10 @@ def main(argv: list[str] | None = None) -> int:
         message = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())  # always one line
         print(f"flowforge {args.command}: error: {message}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted; training progress was checkpointed "
-              "(continue with: flowforge train --resume --run-dir RUN_DIR)", file=sys.stderr)
+    except KeyboardInterrupt:  # outside the trainer's step-boundary stop: set-up, eval, bench, ...
+        hint = (" (checkpoints written so far are kept: flowforge train --resume --run-dir RUN_DIR)"
+                if args.command == "train" else "")
+        print(f"flowforge {args.command}: interrupted{hint}", file=sys.stderr)
         return 130
 
 
