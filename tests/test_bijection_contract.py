@@ -697,3 +697,10 @@ def test_coupling_jacobian_structure(coupling):
     assert torch.count_nonzero(jac[n:, :n]) > 0  # the network really acts
     if coupling == "additive":
         torch.testing.assert_close(block, torch.eye(n, dtype=torch.float64), rtol=0, atol=0)
+
+
+def test_spatial_size_comes_from_the_shape_so_an_empty_batch_works():
+    from flowforge.bijections.base import spatial_size
+
+    assert spatial_size(torch.empty(0, 3, 4, 5)) == 20
+    assert spatial_size(torch.empty(0, 7)) == 1

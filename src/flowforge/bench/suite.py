@@ -23,6 +23,7 @@ from flowforge.bench.peer_normflows import build_normflows_glow, initialize_norm
 from flowforge.data.quantisation import dequantise, to_model_space
 from flowforge.models.glow import Glow
 from flowforge.progress import progress_bar
+from flowforge.training.optimizers import make_optimizer
 from flowforge.training.speed import SpeedOptions, apply_speed_options, begin_training_step
 from flowforge.training.speed_auto import choose_speed, detect_capabilities
 from flowforge.training.sync_free import MaskedUpdate
@@ -98,8 +99,10 @@ class Contender:
     sample: Callable[[int], Tensor]
 
 
-def _adamax(model: nn.Module, lr: float, capturable: bool = False) -> torch.optim.Optimizer:
-    return torch.optim.Adamax([p for p in model.parameters() if p.requires_grad], lr=lr, capturable=capturable)
+def _adamax(model: nn.Module, lr: float) -> torch.optim.Optimizer:
+    """The peer's optimiser as its users write it: torch's Adamax with its defaults (the per-tensor
+    loop on the CPU, the multi-tensor form on CUDA)."""
+    return torch.optim.Adamax([p for p in model.parameters() if p.requires_grad], lr=lr)
 
 
 def _step(model: nn.Module, opt: torch.optim.Optimizer, loss: Tensor, clip: float) -> Tensor:
@@ -121,7 +124,9 @@ def flowforge_contender(s: BenchSettings, variant: str, init_images: Tensor) -> 
     options = variant_options(variant, s.device)
     apply_speed_options(model, options)
     sync_free = "sync-free" in variant_switches(variant)
-    opt = _adamax(model, s.lr, capturable=sync_free and s.device.type == "cuda")
+    # the trainer's optimiser (runs/trainer.py): Adamax in its multi-tensor form on every device
+    opt = make_optimizer("adamax", [p for p in model.parameters() if p.requires_grad], s.lr,
+                         capturable=sync_free and s.device.type == "cuda")
     masked = MaskedUpdate(model, opt, nn.Module())  # the benchmark keeps no EMA, for either library
 
     def train_step(images: Tensor, gen: torch.Generator) -> Tensor:

@@ -12,6 +12,7 @@ context and let it pass, so a `Chain` can hand the context to every layer.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import torch
@@ -35,15 +36,20 @@ def refuse_context(owner: object, context: Tensor | None) -> None:
                          f"but a context of shape {tuple(context.shape)} was given")
 
 
+def logdet_dtype(x: Tensor) -> torch.dtype:
+    """The dtype log-dets of `x` are kept in: float32, or x's dtype if wider (float64)."""
+    return x.dtype if x.dtype == torch.float64 else torch.float32
+
+
 def zero_logdet(x: Tensor) -> Tensor:
-    """A ``(batch,)`` zero log-det on x's device, in float32 or x's dtype if wider."""
-    dtype = x.dtype if x.dtype == torch.float64 else torch.float32
-    return torch.zeros(x.shape[0], device=x.device, dtype=dtype)
+    """A ``(batch,)`` zero log-det on x's device, in `logdet_dtype(x)`."""
+    return torch.zeros(x.shape[0], device=x.device, dtype=logdet_dtype(x))
 
 
 def spatial_size(x: Tensor) -> int:
-    """Number of positions a per-channel map acts on: H*W for images, 1 for flat (B, D) data."""
-    return x[0, 0].numel()
+    """Number of positions a per-channel map acts on: H*W for images, 1 for flat (B, D) data.
+    From the shape alone (no indexing op, and an empty batch works)."""
+    return math.prod(x.shape[2:])
 
 
 class Chain(Bijection):

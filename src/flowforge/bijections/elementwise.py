@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from flowforge.bijections.base import Bijection
+from flowforge.bijections.base import Bijection, spatial_size
 from flowforge.errors import ShapeError
 
 
@@ -104,7 +104,7 @@ class BatchNormFlow(Bijection):
 
     def _positions(self, x: Tensor) -> int:
         """How many entries of one example share each statistic: H * W per channel, else 1."""
-        return x[0, 0].numel() if self.per == "feature" else 1
+        return spatial_size(x) if self.per == "feature" else 1
 
     @property
     def last_batch_statistics(self) -> tuple[Tensor, Tensor] | None:

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from flowforge.bijections.base import Bijection, spatial_size, zero_logdet
+from flowforge.bijections.base import Bijection, logdet_dtype, spatial_size, zero_logdet
 from flowforge.errors import ShapeError
 
 
@@ -121,12 +121,12 @@ class InvertibleConv1x1(_CachedInverse):
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         _check_channels(x, self.num_channels, "InvertibleConv1x1")
-        ld = self._logabsdet(x).to(zero_logdet(x).dtype)
+        ld = self._logabsdet(x).to(logdet_dtype(x))
         return _apply_matrix(x, self.weight), ld.expand(x.shape[0])
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         _check_channels(z, self.num_channels, "InvertibleConv1x1")
-        ld = -self._logabsdet(z).to(zero_logdet(z).dtype)
+        ld = -self._logabsdet(z).to(logdet_dtype(z))
         return _apply_matrix(z, self.inverse_weight()), ld.expand(z.shape[0])
 
 
@@ -170,10 +170,10 @@ class InvertibleConv1x1LU(_CachedInverse):
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         _check_channels(x, self.num_channels, "InvertibleConv1x1LU")
         w = self._weight64()
-        ld = (self.log_s.sum() * spatial_size(x)).to(zero_logdet(x).dtype)
+        ld = (self.log_s.sum() * spatial_size(x)).to(logdet_dtype(x))
         return _apply_matrix(x, w), ld.expand(x.shape[0])
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         _check_channels(z, self.num_channels, "InvertibleConv1x1LU")
-        ld = (-self.log_s.sum() * spatial_size(z)).to(zero_logdet(z).dtype)
+        ld = (-self.log_s.sum() * spatial_size(z)).to(logdet_dtype(z))
         return _apply_matrix(z, self.inverse_weight()), ld.expand(z.shape[0])
